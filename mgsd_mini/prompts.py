@@ -1,0 +1,67 @@
+"""The three prompts of MGSD and the response format they share.
+
+- student prompt  x_S: task instruction + the puzzle image (what the model sees at inference),
+- teacher prompt  x_T: task instruction + the symbolic state as text (+ the reference plan),
+- perception prompt:   the image + one perception question (grounding data, perception eval).
+
+The response to a planning prompt restates the state, then gives the plan in an answer block:
+
+    <symbolic state text>
+    <answer>R R D L</answer>
+
+so the image-only student learns "recover the state, then plan", and the teacher — which reads the
+same state text in its prompt — can score that restatement token by token.
+
+Chat messages use the Hugging Face multimodal format: a user turn is a list of parts,
+`{"type": "image"}` or `{"type": "text", "text": ...}`; the processor's chat template inserts the
+vision tokens where the image part is.
+"""
+
+from __future__ import annotations
+
+import puzzles
+
+# One line of rules per task, so a model that has never seen the puzzle knows what the actions do.
+RULES = {
+    "frozenlake": "Move the player from the start S to the goal G without stepping into a hole H or off the grid. Actions : U D L R .",
+    "maze": "Move from the start to the target through open cell sides only , never through a wall or off the grid . Actions : U D L R .",
+    "minibehaviour": "Walk next to the printer , PICK it up , walk next to the table and DROP it there . Tables and the printer block movement . Actions : U D L R PICK DROP .",
+}
+ANSWER_FORMAT = "First describe the state , then give the plan inside <answer> </answer> ."
+PERCEPTION_FORMAT = "Answer with the exact value only ."
+
+
+def plan_text(actions: list[str]) -> str:
+    """The canonical way to write a plan: action tokens separated by single spaces."""
+    return " ".join(actions)
+
+
+def response(task: str, state: dict, plan: list[str]) -> str:
+    """The target response for a planning prompt: restated state, then the plan."""
+    return f"{puzzles.get_task(task).symbolic_text(state)}\n<answer>{plan_text(plan)}</answer>"
+
+
+def student_prompt(task: str) -> list[dict]:
+    """Chat messages of x_S: the instruction and the image (passed to the processor separately)."""
+    text = f"Solve this {task} puzzle shown in the image . {RULES[task]} {ANSWER_FORMAT}"
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = None) -> list[dict]:
+    """Chat messages of x_T: the instruction, the symbolic state and, optionally, the reference plan."""
+    text = f"Solve this {task} puzzle . {RULES[task]}\n{puzzles.get_task(task).symbolic_text(state)}\n"
+    if reference_plan is not None:
+        text += f"Reference plan : {plan_text(reference_plan)}\n"
+    text += ANSWER_FORMAT
+    return [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+def perception_prompt(task: str, question: str) -> list[dict]:
+    """Chat messages of one perception question about the puzzle image."""
+    text = f"This is a {task} puzzle . {question} {PERCEPTION_FORMAT}"
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
+def with_response(messages: list[dict], text: str) -> list[dict]:
+    """Append the assistant turn (the training target) to a prompt."""
+    return messages + [{"role": "assistant", "content": [{"type": "text", "text": text}]}]
