@@ -1,0 +1,5 @@
+import sys
+
+from puzzles.cli import main
+
+sys.exit(main())
