@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import puzzles
 
-# One line of rules per task, so a model that has never seen the puzzle knows what the actions do.
+# One terse line of rules per task, so a model that has never seen the puzzle knows what the actions
+# do. Terse on purpose: the mini model pays for every prompt token on a CPU.
 RULES = {
-    "frozenlake": "Move the player from the start S to the goal G without stepping into a hole H or off the grid. Actions : U D L R .",
-    "maze": "Move from the start to the target through open cell sides only , never through a wall or off the grid . Actions : U D L R .",
-    "minibehaviour": "Walk next to the printer , PICK it up , walk next to the table and DROP it there . Tables and the printer block movement . Actions : U D L R PICK DROP .",
+    "frozenlake": "Go from S to G ; never enter a hole H or leave the grid . Actions : U D L R .",
+    "maze": "Go from start to target through open sides only . Actions : U D L R .",
+    "minibehaviour": "PICK the printer from next to it , then DROP it next to the table ; both block moves . Actions : U D L R PICK DROP .",
 }
-ANSWER_FORMAT = "First describe the state , then give the plan inside <answer> </answer> ."
+ANSWER_FORMAT = "Restate the state , then plan inside <answer> </answer> ."
 PERCEPTION_FORMAT = "Answer with the exact value only ."
 
 

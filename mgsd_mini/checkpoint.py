@@ -1,0 +1,139 @@
+"""Training checkpoints without pickle: tensors in safetensors, everything else in JSON.
+
+    <run>/checkpoints/step-000200/
+        trainables.safetensors   the trained tensors by name (full model in stage 0, LoRA weights later)
+        optimizer.safetensors    AdamW moments and step counters, keyed "<param index>.<name>"
+        rng.safetensors          torch CPU (and CUDA) generator states
+        state.json               step, optimizer param groups, scheduler, python RNG, config
+
+Each checkpoint is written into a temporary directory and renamed into place, so a crash leaves the
+previous checkpoints intact and never a half-written one; the newest `keep` are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+FILES = ("trainables.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the message names it and says what to do."""
+
+
+def capture_rng() -> dict:
+    """Every random generator a training step draws from (python, torch CPU, CUDA)."""
+    rng = {"python": random.getstate(), "torch": torch.random.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: dict) -> None:
+    version, state, gauss = rng["python"]
+    random.setstate((version, tuple(state), gauss))
+    torch.random.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_checkpoint(ckpt_dir, step: int, trainables: dict[str, torch.Tensor], optimizer, scheduler, rng: dict, config: dict, keep: int = 2) -> Path:
+    """Write checkpoint `step` atomically under ckpt_dir and prune all but the newest `keep`."""
+    ckpt_dir = Path(ckpt_dir)
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    opt = optimizer.state_dict()
+    opt_tensors, opt_scalars = {}, {}
+    for index, state in opt["state"].items():
+        for key, value in state.items():
+            if torch.is_tensor(value):
+                opt_tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                opt_scalars[f"{index}.{key}"] = value
+    rng_tensors = {"torch": rng["torch"]}
+    for i, state in enumerate(rng.get("cuda", [])):
+        rng_tensors[f"cuda.{i}"] = state
+    state = {
+        "step": step,
+        "param_groups": opt["param_groups"],
+        "optimizer_scalars": opt_scalars,
+        "scheduler": scheduler.state_dict() if scheduler else None,  # LambdaLR keeps no closures: JSON-able
+        "python_rng": rng["python"],
+        "config": config,
+    }
+    tmp = Path(tempfile.mkdtemp(prefix=".step-tmp-", dir=ckpt_dir))
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in trainables.items()}, str(tmp / FILES[0]))
+        save_file(opt_tensors, str(tmp / FILES[1]))
+        save_file(rng_tensors, str(tmp / FILES[2]))
+        (tmp / FILES[3]).write_text(json.dumps(state))  # written last
+        final = ckpt_dir / f"step-{step:06d}"
+        if final.exists():  # re-saving the same step (e.g. after a resume): replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for old in list_checkpoints(ckpt_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(ckpt_dir) -> list[Path]:
+    """Checkpoint directories under ckpt_dir, oldest first (temporary ones are ignored)."""
+    ckpt_dir = Path(ckpt_dir)
+    if not ckpt_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if p.is_dir() and (m := STEP_DIR.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def load_latest(ckpt_dir) -> dict | None:
+    """The newest checkpoint under ckpt_dir as a dict, or None if there is none.
+
+    Keys: step, trainables {name: tensor}, optimizer (a torch optimizer state_dict), scheduler,
+    rng (for restore_rng), config, path. Raises CheckpointError if the newest one is unreadable.
+    """
+    checkpoints = list_checkpoints(ckpt_dir)
+    return load_checkpoint(checkpoints[-1]) if checkpoints else None
+
+
+def load_checkpoint(path) -> dict:
+    path = Path(path)
+    missing = [f for f in FILES if not (path / f).is_file()]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} is incomplete (missing {', '.join(missing)}): delete it to resume from the previous one")
+    try:
+        state = json.loads((path / FILES[3]).read_text())
+        trainables = load_file(str(path / FILES[0]))
+        opt_tensors = load_file(str(path / FILES[1]))
+        rng_tensors = load_file(str(path / FILES[2]))
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as err:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): delete it to resume from the previous one") from None
+    opt_state: dict[int, dict] = {}
+    for key, value in list(opt_tensors.items()) + list(state["optimizer_scalars"].items()):
+        index, name = key.split(".", 1)
+        opt_state.setdefault(int(index), {})[name] = value
+    rng = {"python": state["python_rng"], "torch": rng_tensors["torch"]}
+    cuda = [rng_tensors[k] for k in sorted((k for k in rng_tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+    if cuda:
+        rng["cuda"] = cuda
+    return {
+        "step": state["step"],
+        "trainables": trainables,
+        "optimizer": {"state": opt_state, "param_groups": state["param_groups"]},
+        "scheduler": state["scheduler"],
+        "rng": rng,
+        "config": state["config"],
+        "path": path,
+    }

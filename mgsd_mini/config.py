@@ -1,0 +1,217 @@
+"""Run configuration: one dataclass per stage, named presets, `--key value` overrides.
+
+    cfg = resolve("grounding", "qwen3-vl-4b", {"lr": "2e-4"})   # strings from the CLI are converted
+    save(cfg, run_dir)                                          # run_dir/config.json, atomically
+
+The dataclass defaults are the `mini` preset (CPU, minutes); PRESETS holds what differs for the
+paper's backbones (values from DESIGN §4: LoRA r 8 / alpha 16, lr 1e-4 cosine with 10% warm-up,
+3 epochs, effective batch 64 for grounding; AdamW lr 1e-6 constant, weight decay 0.01, clip 1.0,
+batch 32, 5 epochs for distillation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+TASKS = ("frozenlake", "maze", "minibehaviour")
+
+
+class ConfigError(ValueError):
+    """Unknown stage, preset or option, or a value of the wrong type; the message says what to do."""
+
+
+@dataclass
+class Optim:
+    """Fields every training stage shares (the SFT loop and the distillation loop read these)."""
+
+    preset: str = "mini"
+    model: str = "mini"  # "mini", a preset backbone, a local directory or a hub id
+    out: str | None = None  # run directory; default runs/<stage>-<timestamp>
+    seed: int = 0
+    device: str | None = None  # default: cuda if available, else cpu
+    grad_ckpt: bool = False
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, ...] = (0.9, 0.95)
+    schedule: str = "cosine"  # cosine | linear | constant | wsd (warm-up, constant, linear decay at the end)
+    warmup_frac: float = 0.1
+    decay_frac: float = 0.25  # wsd only: the final fraction of steps that decays linearly to 0
+    steps: int = 0  # optimizer steps; 0 = derive from epochs and the data size
+    epochs: float = 1.0
+    batch_size: int = 8  # examples per micro-batch
+    grad_accum: int = 1  # micro-batches per optimizer step
+    max_grad_norm: float = 1.0
+    log_every: int = 10
+    ckpt_every: int = 200
+    tasks: tuple[str, ...] = TASKS
+
+
+@dataclass
+class BaseConfig(Optim):
+    """Stage 0 (mini only): pretrain the mini model from scratch into a text planner with weak vision."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    schedule: str = "wsd"
+    warmup_frac: float = 0.02
+    steps: int = 9600
+    batch_size: int = 32
+    image_frac: float = 0.1  # share of examples that carry an image (generic perception), the rest text-only
+    ckpt_every: int = 500
+
+
+@dataclass
+class GroundingConfig(Optim):
+    """Stage 1: LoRA SFT on perception questions about puzzle images."""
+
+    lr: float = 1e-4
+    schedule: str = "cosine"
+    warmup_frac: float = 0.1
+    epochs: float = 3.0
+    batch_size: int = 16
+    grad_accum: int = 4  # effective batch 64
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    n_per_level: int = 200  # training puzzles per task and level
+    levels: tuple[int, ...] = ()  # empty = every level of each task
+
+
+@dataclass
+class DistillConfig(Optim):
+    """Stage 2: on-policy distillation from the privileged (symbolic-input) base-model teacher."""
+
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    schedule: str = "constant"
+    warmup_frac: float = 0.0
+    epochs: float = 5.0
+    batch_size: int = 32
+    max_grad_norm: float = 1.0
+    loss: str = "full"  # full (exact per-token divergence) | sampled (the reference's estimator)
+    divergence: str = "reverse"  # reverse | forward | jsd
+    jsd_beta: float = 0.5
+    temperature: float = 1.0  # sampling temperature of the student rollouts
+    max_new_tokens: int = 160
+    reference_plan: bool = True  # teacher prompt includes "Reference plan : ..."
+    grounding: str | None = None  # stage-1 adapter directory, kept unmerged and frozen
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    n_per_level: int = 200
+    levels: tuple[int, ...] = ()
+
+
+@dataclass
+class EvalConfig:
+    """`eval.py`: greedy decoding on held-out puzzles, scored by the puzzles verifier."""
+
+    preset: str = "mini"
+    model: str = "mini"
+    adapters: tuple[str, ...] = ()  # stacked in order (grounding, then distill)
+    mode: str = "image"  # image | text | perception
+    tasks: tuple[str, ...] = TASKS
+    levels: tuple[int, ...] = ()
+    n: int = 50  # puzzles per task and level
+    split: str = "test"
+    benchmark: str | None = None
+    batch_size: int = 16
+    max_new_tokens: int = 160
+    seed: int = 0
+    device: str | None = None
+    json: str | None = None
+    compare: tuple[str, ...] = ()
+
+
+STAGES: dict[str, type] = {"base": BaseConfig, "grounding": GroundingConfig, "distill": DistillConfig, "eval": EvalConfig}
+
+_QWEN = {
+    "grounding": dict(grad_ckpt=True, lr=1e-4, batch_size=4, grad_accum=16, lora_r=8, lora_alpha=16.0, epochs=3.0),
+    "distill": dict(grad_ckpt=True, lr=1e-6, schedule="constant", weight_decay=0.01, max_grad_norm=1.0, batch_size=32, epochs=5.0, max_new_tokens=512),
+    "eval": dict(batch_size=8, max_new_tokens=512),
+}
+PRESETS: dict[str, dict[str, dict]] = {
+    "mini": {},  # the dataclass defaults
+    "qwen3-vl-4b": {stage: dict(v, model="Qwen/Qwen3-VL-4B-Instruct") for stage, v in _QWEN.items()},
+    "qwen3-vl-8b": {stage: dict(v, model="Qwen/Qwen3-VL-8B-Instruct") for stage, v in _QWEN.items()},
+}
+
+
+def resolve(stage: str, preset: str = "mini", overrides: dict | None = None):
+    """The config of `stage` for `preset`, with `overrides` (CLI strings or typed values) applied."""
+    if stage not in STAGES:
+        raise ConfigError(f"unknown stage '{stage}': choose one of {', '.join(STAGES)}")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset '{preset}': choose one of {', '.join(PRESETS)}")
+    if stage == "base" and preset != "mini":
+        raise ConfigError(f"stage 'base' (pretraining from scratch) exists only for the mini preset, not '{preset}'")
+    cls = STAGES[stage]
+    hints = typing.get_type_hints(cls)
+    values = dict(PRESETS[preset].get(stage, {}), preset=preset)
+    for key, value in (overrides or {}).items():
+        key = key.replace("-", "_")
+        if key not in hints:
+            raise ConfigError(f"unknown option --{key.replace('_', '-')} for stage '{stage}'; options: {', '.join(sorted(hints))}")
+        values[key] = _convert(key, value, hints[key])
+    return cls(**values)
+
+
+def _convert(key: str, value, hint):
+    """Turn a CLI string into the field's type (int, float, bool, str, optional, tuple of those)."""
+    if not isinstance(value, str):
+        return tuple(value) if typing.get_origin(hint) is tuple else value
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint) and value.lower() in ("none", "null", ""):
+        return None
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_scalar(key, part.strip(), item) for part in value.split(",") if part.strip())
+    return _scalar(key, value, args[0] if args else hint)
+
+
+def _scalar(key: str, text: str, typ):
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        return typ(text)
+    except ValueError:
+        raise ConfigError(f"--{key.replace('_', '-')} expects {typ.__name__}, got '{text}'") from None
+
+
+def to_json(cfg) -> dict:
+    return {"stage": next(s for s, c in STAGES.items() if c is type(cfg)), **dataclasses.asdict(cfg)}
+
+
+def from_json(data: dict):
+    """The config saved by `save` (e.g. from a checkpoint), as its dataclass."""
+    data = dict(data)
+    stage = data.pop("stage", None)
+    if stage not in STAGES:
+        raise ConfigError(f"saved config has unknown stage '{stage}'")
+    names = {f.name for f in dataclasses.fields(STAGES[stage])}
+    return resolve(stage, data.get("preset", "mini"), {k: v for k, v in data.items() if k in names and k != "preset"})
+
+
+def save(cfg, run_dir: str | Path) -> Path:
+    """Write the resolved config to run_dir/config.json atomically."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return write_json_atomic(run_dir / "config.json", to_json(cfg))
+
+
+def write_json_atomic(path: Path, data) -> Path:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,167 @@
+"""A generic supervised fine-tuning loop: stage 0 (base pretraining), stage 1 (grounding), SFT ablation.
+
+Per optimizer step: `grad_accum` micro-batches from `batches_fn(i)` (i = the global micro-batch
+index, so a resumed run draws exactly the same data), loss = token-summed cross-entropy over the
+labelled (assistant) tokens divided by the labelled-token count of the whole step — every token
+weighs the same however the step is split — then grad-norm clipping, AdamW, and the schedule.
+
+    lr(s) = lr * min(1, s / warmup) * decay(s),  decay: cosine to 0 | linear to 0 | constant |
+            wsd (constant, then linear to 0 over the last decay_frac of the steps)
+
+Checkpoints (checkpoint.py) every `ckpt_every` steps and at the end; `resume=True` restores weights,
+optimizer, schedule and RNG from the newest one, which on CPU reproduces an uninterrupted run bit for
+bit. A non-finite loss stops the run with TrainingDiverged, leaving the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mgsd_mini import checkpoint
+from mgsd_mini.config import to_json
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN/inf; the message names the step and the checkpoint to resume from."""
+
+
+def lr_factor(step: int, cfg) -> float:
+    """Multiplier of cfg.lr at optimizer step `step` (0-based) of cfg.steps."""
+    total = cfg.steps
+    warmup = int(cfg.warmup_frac * total)
+    if step < warmup:
+        return (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "wsd":
+        decay_start = int((1 - cfg.decay_frac) * total)
+        return 1.0 if step < decay_start else max(0.0, (total - step) / max(1, total - decay_start))
+    progress = (step - warmup) / max(1, total - warmup)
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "linear":
+        return 1 - progress
+    raise ValueError(f"unknown schedule '{cfg.schedule}': use cosine, linear, constant or wsd")
+
+
+def named_trainables(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def make_optimizer(params: dict[str, torch.nn.Parameter], cfg) -> torch.optim.AdamW:
+    """AdamW (fp32 state, deterministic single-tensor path) with weight decay on matrices only, not norms or biases."""
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), foreach=False)
+
+
+def sft_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
+    """(sum of next-token cross-entropy over labelled positions, number of labelled positions)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    logits = model(**inputs).logits[:, :-1].float()
+    targets = batch["labels"][:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    return loss, int((targets != -100).sum())
+
+
+def train_sft(
+    model: torch.nn.Module,
+    batches_fn: Callable[[int], dict],
+    params: dict[str, torch.nn.Parameter],
+    cfg,
+    run_dir: str | Path,
+    resume: bool = False,
+) -> dict:
+    """Train `params` of `model` for cfg.steps optimizer steps; returns {"step", "loss"} of the last step."""
+    run_dir = Path(run_dir)
+    ckpt_dir = run_dir / "checkpoints"
+    metrics_path = run_dir / "metrics.jsonl"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.steps <= 0:
+        raise ValueError(f"steps must be positive, got {cfg.steps}")
+    optimizer = make_optimizer(params, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+    device = next(iter(params.values())).device
+
+    start = 0
+    state = checkpoint.load_latest(ckpt_dir) if resume else None
+    if state is not None:
+        missing = set(params) ^ set(state["trainables"])
+        if missing:
+            raise checkpoint.CheckpointError(f"checkpoint {state['path']} does not match the trained parameters ({sorted(missing)[:3]}...): resume with the same model and adapters")
+        with torch.no_grad():
+            for name, p in params.items():
+                p.copy_(state["trainables"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        checkpoint.restore_rng(state["rng"])
+        start = state["step"]
+        _truncate_metrics(metrics_path, start)
+    else:
+        torch.manual_seed(cfg.seed)
+        if metrics_path.exists() and not resume:
+            metrics_path.unlink()
+
+    model.train()
+    last = {"step": start, "loss": float("nan")}
+    bar = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    try:
+        for step in range(start, cfg.steps):
+            batches = [_to(batches_fn(step * cfg.grad_accum + micro), device) for micro in range(cfg.grad_accum)]
+            n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+            total = 0.0
+            for batch in batches:
+                loss_sum, _ = sft_loss_sum(model, batch)
+                (loss_sum / max(1, n_tokens)).backward()
+                total += loss_sum.item()
+            loss = total / max(1, n_tokens)
+            if not math.isfinite(loss):
+                optimizer.zero_grad(set_to_none=True)
+                good = checkpoint.list_checkpoints(ckpt_dir)
+                where = f"resume from {good[-1]}" if good else "no checkpoint was written yet"
+                raise TrainingDiverged(f"loss is {loss} at step {step + 1}: lower the learning rate; {where}")
+            grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            done = step + 1
+            last = {"step": done, "loss": loss}
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
+                with metrics_path.open("a") as f:
+                    f.write(json.dumps(record) + "\n")
+            if done % cfg.ckpt_every == 0 or done == cfg.steps:
+                checkpoint.save_checkpoint(
+                    ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, checkpoint.capture_rng(), to_json(cfg)
+                )
+    finally:
+        bar.close()
+        model.eval()
+    return last
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint we resume from (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)

@@ -1,0 +1,141 @@
+"""LoRA: zero-init is a no-op, merge == unmerged, disabling gives the exact base, peft reads our files."""
+
+import json
+
+import pytest
+import torch
+
+from mgsd_mini import lora
+from mgsd_mini import model as M
+from mgsd_mini.lora import AdapterError
+from tests.test_model_core import image_batch
+
+
+def text_batch(processor, n=2):
+    texts = [f"<|im_start|>user\nSolve this maze puzzle {i} .<|im_end|>\n" * (i + 1) for i in range(n)]
+    return processor(text=texts, return_tensors="pt", padding=True)
+
+
+def logits(model, batch):
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def randomise(model, name, seed, std=0.05):
+    """Give adapter `name` a non-zero B so it actually changes the outputs."""
+    g = torch.Generator().manual_seed(seed)
+    for layer in lora.lora_layers(model).values():
+        if name in layer.lora_B:
+            w = layer.lora_B[name].weight
+            w.data.copy_(torch.randn(w.shape, generator=g) * std)
+
+
+@pytest.fixture()
+def fresh():
+    return M.build_mini(seed=0)
+
+
+@pytest.mark.parametrize("r,alpha", [(1, 1.0), (4, 8.0), (8, 16.0)])
+def test_zero_init_adapter_leaves_logits_unchanged_and_only_it_trains(fresh, r, alpha):
+    model, processor = fresh
+    batch = image_batch(processor, (3, 4))
+    base = logits(model, batch)
+    lora.add_lora(model, "g", r=r, alpha=alpha)
+    assert torch.equal(logits(model, batch), base)
+    layers = lora.lora_layers(model)
+    assert len(layers) == 6 * 7 and all("language_model" in n for n in layers)
+    trainable = lora.trainable_parameters(model)
+    assert len(trainable) == 2 * len(layers)
+    assert {id(p) for p in trainable} == {id(l.lora_A["g"].weight) for l in layers.values()} | {id(l.lora_B["g"].weight) for l in layers.values()}
+
+
+def test_formula_matches_dense_update(fresh):
+    model, _ = fresh
+    lora.add_lora(model, "g", r=4, alpha=8.0)
+    randomise(model, "g", seed=1)
+    layer = next(iter(lora.lora_layers(model).values()))
+    x = torch.randn(3, 5, layer.base.in_features)
+    w = layer.base.weight + (8.0 / 4) * layer.lora_B["g"].weight @ layer.lora_A["g"].weight
+    torch.testing.assert_close(layer(x), x @ w.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_stacked_adapters_disable_exactly_and_merge_equal(fresh, seed):
+    model, processor = fresh
+    batch = image_batch(processor, (3, 5))
+    base = logits(model, batch)
+    lora.add_lora(model, "grounding", r=4, alpha=8.0)
+    lora.add_lora(model, "distill", r=2, alpha=4.0, dropout=0.1)
+    randomise(model, "grounding", seed)
+    randomise(model, "distill", seed + 10)
+    both = logits(model, batch)
+    assert not torch.allclose(both, base, atol=1e-3)
+    with lora.adapters_disabled(model):
+        assert torch.equal(logits(model, batch), base)  # the stage-2 teacher is exactly the base
+    assert torch.equal(logits(model, batch), both)
+    lora.set_active(model, ["grounding"])
+    only_grounding = logits(model, batch)
+    lora.set_active(model, ["grounding", "distill"])
+    lora.merge(model)
+    assert not lora.lora_layers(model)  # fully merged: plain nn.Linear again
+    torch.testing.assert_close(logits(model, batch), both, rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(only_grounding, both, atol=1e-3)
+
+
+def test_gradients_reach_only_the_trainable_adapter(fresh, tmp_path):
+    model, processor = fresh
+    lora.add_lora(model, "grounding", r=4, alpha=8.0)
+    randomise(model, "grounding", 3)
+    lora.save_adapter(model, "grounding", tmp_path / "grounding")
+    student, _ = M.build_mini(seed=0)
+    lora.load_adapter(student, tmp_path / "grounding", trainable=False)
+    lora.add_lora(student, "distill", r=4, alpha=8.0)
+    batch = text_batch(processor)
+    student(**batch, labels=batch["input_ids"]).loss.backward()
+    for name, p in student.named_parameters():
+        assert (p.grad is not None) == (".distill." in name), name
+
+
+def test_save_load_roundtrip_and_peft_agree(fresh, tmp_path):
+    peft = pytest.importorskip("peft")
+    model, processor = fresh
+    batch = image_batch(processor, (4,))
+    lora.add_lora(model, "g", r=4, alpha=16.0)
+    randomise(model, "g", 5)
+    ours = logits(model, batch)
+    out = lora.save_adapter(model, "g", tmp_path / "g")
+    config = json.loads((out / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 4 and config["lora_alpha"] == 16.0
+
+    reloaded, _ = M.build_mini(seed=0)
+    assert lora.load_adapter(reloaded, out) == "g"
+    assert torch.equal(logits(reloaded, batch), ours)
+
+    peft_model = peft.PeftModel.from_pretrained(M.build_mini(seed=0)[0], str(out))
+    torch.testing.assert_close(logits(peft_model, batch), ours, rtol=1e-5, atol=1e-5)
+
+    # ...and the other way round: an adapter peft saved loads into ours.
+    peft_model.save_pretrained(tmp_path / "from_peft")
+    ours_again, _ = M.build_mini(seed=0)
+    lora.load_adapter(ours_again, tmp_path / "from_peft", name="p")
+    torch.testing.assert_close(logits(ours_again, batch), ours, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_adapters_raise_adapter_error(fresh, tmp_path):
+    model, _ = fresh
+    lora.add_lora(model, "g", r=4, alpha=8.0)
+    with pytest.raises(AdapterError, match="already has an adapter named 'g'"):
+        lora.add_lora(model, "g", r=4, alpha=8.0)
+    with pytest.raises(AdapterError, match="unknown adapter"):
+        lora.set_active(model, ["nope"])
+    with pytest.raises(AdapterError, match="no linear layer"):
+        lora.add_lora(model, "h", r=4, alpha=8.0, targets=("no_such_proj",))
+    out = lora.save_adapter(model, "g", tmp_path / "g")
+    with pytest.raises(AdapterError, match="not an adapter directory"):
+        lora.load_adapter(M.build_mini(0)[0], tmp_path / "missing")
+    with pytest.raises(AdapterError, match="different base model"):
+        lora.load_adapter(M.build_mini(seed=1)[0], out)  # same architecture, other weights
+    weights = out / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(AdapterError, match="corrupt or truncated"):
+        lora.load_adapter(M.build_mini(0)[0], out)

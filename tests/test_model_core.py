@@ -1,0 +1,139 @@
+"""The mini Qwen3-VL: build, processor, forward/backward, save -> from_pretrained reload, bad input."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from mgsd_mini import model as M
+from mgsd_mini import prompts
+from mgsd_mini.model import ModelLoadError
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return M.build_mini(seed=0)
+
+
+def image_batch(processor, sides=(3, 4), task="frozenlake"):
+    """One student prompt per side with a solid-colour image of the mini render size."""
+    images = [Image.new("RGB", (16 * s, 16 * s), (40 * s, 200 - 30 * s, 90)) for s in sides]
+    texts = [processor.apply_chat_template(prompts.student_prompt(task), tokenize=False, add_generation_prompt=True) for _ in sides]
+    return processor(text=texts, images=images, return_tensors="pt", padding=True)
+
+
+def test_build_is_deterministic_small_and_leaves_global_rng_alone(mini):
+    model, _ = mini
+    state = torch.random.get_rng_state()
+    again, _ = M.build_mini(seed=0)
+    other, _ = M.build_mini(seed=1)
+    assert torch.equal(state, torch.random.get_rng_state())
+    sd, sd_again, sd_other = model.state_dict(), again.state_dict(), other.state_dict()
+    assert all(torch.equal(sd[k], sd_again[k]) for k in sd)
+    assert not torch.equal(sd["model.language_model.layers.0.self_attn.q_proj.weight"], sd_other["model.language_model.layers.0.self_attn.q_proj.weight"])
+    n = sum(p.numel() for p in model.parameters())
+    assert 1_000_000 <= n <= 3_000_000, n
+    text = model.config.text_config
+    assert sum(text.rope_parameters["mrope_section"]) == text.head_dim // 2
+    assert model.config.vision_config.out_hidden_size == text.hidden_size
+
+
+@pytest.mark.parametrize("sides", [(3,), (4, 6), (5, 8, 3)])
+def test_processor_gives_one_visual_token_per_cell(mini, sides):
+    model, processor = mini
+    batch = image_batch(processor, sides)
+    n_image = (batch["input_ids"] == processor.image_token_id).sum(1)
+    assert n_image.tolist() == [s * s for s in sides]
+    assert batch["image_grid_thw"].tolist() == [[1, 2 * s, 2 * s] for s in sides]
+    assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == processor.image_token_id)
+    for s in sides:
+        assert M.image_size(processor, "frozenlake", s) == 16 * s == M.image_size(model, "maze", s)
+
+
+def test_tokenizer_round_trips_any_text_and_has_qwen_specials(mini):
+    _, processor = mini
+    tok = processor.tokenizer
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token_id is not None
+    assert processor.image_token_id != processor.video_token_id
+    for text in ["S . . H\nstart ( 0 , 0 ) goal ( 2 , 3 )", "<answer>R R D</answer>", "ünïcødé 日本 🙂 {}[]~", "  two  spaces\t"]:
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert tok.decode(ids) == text
+    assert len(tok) <= 1024
+
+
+def test_forward_backward(mini):
+    model, processor = mini
+    batch = image_batch(processor, (3, 4))
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    model.train()
+    try:
+        out = model(**batch, labels=labels)
+        out.loss.backward()
+    finally:
+        model.eval()
+    assert torch.isfinite(out.loss) and out.logits.shape[:2] == batch["input_ids"].shape
+    grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert any(n.startswith("model.visual.") for n in grads) and any("language_model" in n for n in grads)
+    assert all(torch.isfinite(g).all() for g in grads.values())
+    model.zero_grad(set_to_none=True)
+
+
+def test_save_and_reload_through_from_pretrained(mini, tmp_path):
+    model, processor = mini
+    out = M.save(model, processor, tmp_path / "mini")
+    M.save(model, processor, out)  # overwriting an existing model directory is atomic too
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp dirs left behind
+    loaded, loaded_proc = M.load(str(out))
+    assert isinstance(loaded, type(model)) and type(loaded_proc) is type(processor)
+    batch = image_batch(processor, (3, 5))
+    again = image_batch(loaded_proc, (3, 5))
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, loaded(**again).logits)
+
+
+def test_generate_runs_and_leaves_no_stale_rope_state(mini):
+    model, processor = mini
+    batch = image_batch(processor, (3, 4))
+    with torch.no_grad():
+        before = model(**batch).logits
+        cached = model.generate(**batch, max_new_tokens=6, do_sample=False, use_cache=True)
+        uncached = model.generate(**batch, max_new_tokens=6, do_sample=False, use_cache=False)
+        after = model(**batch).logits
+    assert torch.equal(cached, uncached)
+    assert torch.equal(before, after)
+
+
+def test_load_mini_without_shipped_base_builds_seed_zero(mini, monkeypatch, tmp_path):
+    monkeypatch.setattr(M, "MINI_BASE", tmp_path / "absent")
+    loaded, _ = M.load("mini")
+    ref = mini[0].state_dict()
+    assert all(torch.equal(v, ref[k]) for k, v in loaded.state_dict().items())
+
+
+def test_bad_model_names_and_dirs_raise_one_clear_error(mini, tmp_path):
+    model, processor = mini
+    with pytest.raises(ModelLoadError, match="unknown model 'qwen9'"):
+        M.load("qwen9")
+    with pytest.raises(ModelLoadError, match="unknown model"):
+        M.load(str(tmp_path / "missing" / "dir"))
+    with pytest.raises(ModelLoadError, match="cannot load model nobody/no-such-model"):
+        M.load("nobody/no-such-model")  # offline in tests: the hub lookup fails fast
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="no config.json"):
+        M.load(str(tmp_path / "empty"))
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ModelLoadError, match="'bert' model"):
+        M.load(str(tmp_path / "bert"))
+    good = M.save(model, processor, tmp_path / "good")
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ModelLoadError, match="corrupt or truncated"):
+        M.load(str(broken))
+    with pytest.raises(ModelLoadError, match="not a model directory|is a file"):
+        M.load(str(good / "config.json"))
