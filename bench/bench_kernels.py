@@ -2,10 +2,15 @@
 
 CPU: each variant runs in a fresh subprocess that builds fp32 student/teacher logits [N, V], then
 runs loss = per-row KL, (loss * w).sum().backward().  Peak extra memory = the process's peak RSS
-(ru_maxrss) minus its RSS once the inputs exist; it includes the [N, V] gradient both variants must
-produce, so it is also printed without it ("temporaries").
+(ru_maxrss) minus its RSS once the inputs exist.
   naive:   F.kl_div(log_softmax(t), log_softmax(s), log_target=True).sum(-1) + autograd
-  chunked: kernels.per_token_kl(s, t) on the torch backend (a few rows at a time, analytic grad)
+  chunked: kernels.per_token_kl(s, t) on the torch backend (a few rows at a time, analytic grad
+           written into one new [N, V] buffer)
+  inplace: the same with inplace=True: the gradient overwrites s's own storage.  In-place needs
+           logits that are not a leaf, so here s = leaf.clone() (built before the baseline;
+           CloneBackward passes the gradient through unchanged, and autograd stores that very
+           tensor as leaf.grad: `grad aliases s` in the output).
+naive and chunked keep s.grad, a new [N, V] tensor (1.0x), inside their peak extra.
 CUDA (when present): achieved bytes/s of the Triton forward + backward on bf16 logits, counting the
 minimum traffic (read both logit rows once, write one gradient row), as a fraction of a measured
 device-to-device copy's bytes/s (read + write).
@@ -40,12 +45,23 @@ def _chunked(s, t):
     return kernels.per_token_kl(s, t, "reverse")
 
 
+def _inplace(s, t):
+    import kernels
+
+    kernels.set_backend("torch")
+    return kernels.per_token_kl(s, t, "reverse", inplace=True)
+
+
+VARIANTS = {"naive": _naive, "chunked": _chunked, "inplace": _inplace}
+
+
 def worker(variant: str, n: int, vocab: int) -> dict:
     """Run one variant once in this (fresh) process; report time and peak memory."""
-    fn = {"naive": _naive, "chunked": _chunked}[variant]
-    fn(torch.randn(4, 64, requires_grad=True), torch.randn(4, 64)).sum().backward()  # load code paths
+    fn = VARIANTS[variant]
+    fn(torch.randn(4, 64, requires_grad=True) * 1, torch.randn(4, 64)).sum().backward()  # load code paths
     g = torch.Generator().manual_seed(0)
-    s = torch.empty(n, vocab).normal_(generator=g).mul_(3).requires_grad_()
+    leaf = torch.empty(n, vocab).normal_(generator=g).mul_(3).requires_grad_()
+    s = leaf.clone() if variant == "inplace" else leaf  # in-place needs a non-leaf
     t = torch.empty(n, vocab).normal_(generator=g).mul_(3)
     w = torch.rand(n, generator=g)
     base = psutil.Process().memory_info().rss
@@ -53,30 +69,33 @@ def worker(variant: str, n: int, vocab: int) -> dict:
     (fn(s, t) * w).sum().backward()
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    assert s.grad is not None and s.grad.shape == s.shape
+    assert leaf.grad is not None and leaf.grad.shape == leaf.shape
     return {"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_extra": peak - base,
-            "tensor": s.numel() * s.element_size()}
+            "tensor": s.numel() * s.element_size(),
+            "grad_aliases_s": leaf.grad.data_ptr() == s.data_ptr() and s is not leaf}
 
 
 def cpu_compare(n: int, vocab: int) -> None:
+    load_before = psutil.getloadavg()[0]
     results = {}
-    for variant in ("naive", "chunked"):
+    for variant in VARIANTS:
         cmd = [sys.executable, __file__, "--worker", variant, "--n", str(n), "--v", str(vocab)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
     size = results["naive"]["tensor"]
     print(f"CPU, N={n}, V={vocab}, fp32 (one logits tensor = {size / GB:.2f} GiB), "
-          f"torch threads={torch.get_num_threads()}, reverse KL forward+backward")
-    print(f"{'variant':8} {'wall s':>8} {'cpu s':>8} {'peak extra GiB':>15} {'x tensor':>9} {'temporaries x':>14}")
+          f"torch threads={torch.get_num_threads()}, reverse KL forward+backward; "
+          f"load average {load_before:.2f} before, {psutil.getloadavg()[0]:.2f} after, {psutil.cpu_count()} CPUs")
+    nv = results["naive"]
+    print(f"{'variant':8} {'wall s':>8} {'cpu s':>8} {'peak extra GiB':>15} {'x tensor':>9} "
+          f"{'wall/naive':>11} {'cpu/naive':>10} {'peak/naive':>11}")
     for variant, r in results.items():
-        extra = r["peak_extra"] / size
-        print(f"{variant:8} {r['seconds']:8.2f} {r['cpu_seconds']:8.2f} {r['peak_extra'] / GB:15.2f} "
-              f"{extra:9.2f} {extra - 1:14.2f}")
-    c, nv = results["chunked"], results["naive"]
-    print(f"chunked / naive: wall time {c['seconds'] / nv['seconds']:.2f}x, cpu time "
-          f"{c['cpu_seconds'] / nv['cpu_seconds']:.2f}x, peak extra {c['peak_extra'] / nv['peak_extra']:.2f}x")
-    print("(peak extra = peak RSS - RSS with the inputs built; it includes the [N, V] gradient both variants "
-          "must produce, 'temporaries' excludes it; cpu s = process CPU time, robust to other load)")
+        print(f"{variant:8} {r['seconds']:8.2f} {r['cpu_seconds']:8.2f} {r['peak_extra'] / GB:15.3f} "
+              f"{r['peak_extra'] / size:9.3f} {r['seconds'] / nv['seconds']:11.2f} "
+              f"{r['cpu_seconds'] / nv['cpu_seconds']:10.2f} {r['peak_extra'] / nv['peak_extra']:11.3f}")
+    print(f"(peak extra = peak RSS - RSS with the inputs built; naive and chunked include the new [N, V] "
+          f"gradient s.grad (1.0x); inplace: grad aliases s = {results['inplace']['grad_aliases_s']}; "
+          "cpu s = process CPU time, less sensitive to other load than wall s)")
 
 
 def _cuda_time(fn, iters: int = 10) -> float:
@@ -120,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=4096, help="rows (tokens)")
     parser.add_argument("--v", type=int, default=151_936, help="vocabulary size")
-    parser.add_argument("--worker", choices=["naive", "chunked"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--skip-cpu", action="store_true", help="only the CUDA measurement")
     args = parser.parse_args()
     if args.n < 1 or args.v < 1:

@@ -48,11 +48,43 @@ def _check_temperature(temperature) -> float:
     return t
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def _check_inplace(name: str, x: torch.Tensor, other: torch.Tensor | None = None) -> bool:
+    """Whether inplace=True will overwrite `x` with its gradient; ValueError where that is unsafe.
+
+    Nothing is written when no gradient is wanted (grad mode off, or `x` does not require grad).
+    Otherwise `x` must be contiguous (its storage is the [N, V] gradient buffer), must not be a
+    leaf or a view of one (that would destroy a tensor the caller holds as data, e.g. a parameter;
+    PyTorch forbids in-place ops on those too), and must not share storage with `other` (the
+    teacher, still being read).  Whether anyone else reads `x` later cannot be checked here: that
+    is the caller's promise (see `per_token_kl`); autograd nodes that saved `x` are caught at
+    backward by its bumped version counter.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return False
+    if not x.is_contiguous():
+        raise ValueError(f"inplace=True needs a contiguous {name} (its storage becomes the gradient), "
+                         f"got strides {x.stride()} for shape {tuple(x.shape)}")
+    root = x if x._base is None else x._base
+    if root.is_leaf:
+        raise ValueError(f"inplace=True would overwrite {name}, a leaf tensor that requires grad (or a view "
+                         "of one); pass logits computed in the graph (e.g. hidden @ lm_head.T) or inplace=False")
+    if other is not None and other.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+        raise ValueError(f"inplace=True needs {name} not to share storage with the teacher logits")
+    return True
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+                   inplace: bool = False) -> torch.Tensor:
     """log_softmax(logits / T)[..., tokens]: logits [..., V], tokens [...] int -> [...] fp32.
 
     Differentiable w.r.t. `logits`; the softmax is never materialised.  Backward may run once per
     call (the gradient buffer is scaled in place).
+
+    inplace=True (opt-in) writes the gradient into `logits`' own storage during the forward, so
+    forward + backward allocate no [N, V] tensor at all.  Contract: after the call `logits` holds
+    garbage (the gradient), so the caller must not read it again, in or outside autograd; it must
+    be contiguous and not a leaf (ValueError otherwise).  Typical use: logits freshly computed by
+    an lm_head for this loss only.  When no gradient is wanted, nothing is overwritten.
     """
     _check_logits("logits", logits)
     lead, vocab = tuple(logits.shape[:-1]), logits.shape[-1]
@@ -66,9 +98,10 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: floa
         raise ValueError(f"tokens must be in [0, {vocab}) (V = logits.shape[-1]), got range "
                          f"[{int(tokens.min())}, {int(tokens.max())}]")
     t = _check_temperature(temperature)
+    into_input = bool(inplace) and _check_inplace("logits", logits)
 
     impl = _logprob_impl(logits.device)
-    out = autograd.apply(impl, logits.reshape(-1, vocab), tokens.reshape(-1).long(), t)
+    out = autograd.apply(impl, logits.reshape(-1, vocab), tokens.reshape(-1).long(), t, into_input=into_input)
     return out.reshape(lead)
 
 
@@ -79,6 +112,7 @@ def per_token_kl(
     beta: float = 0.5,
     temperature: float = 1.0,
     mask: torch.Tensor | None = None,
+    inplace: bool = False,
 ) -> torch.Tensor:
     """Per-row divergence between p = softmax(student / T) and q = softmax(teacher / T).
 
@@ -87,6 +121,15 @@ def per_token_kl(
     the teacher; beta = 0 is forward KL, beta = 1 reverse KL).  Logits [..., V] (fp32/bf16/fp16,
     fp32 accumulation) -> [...] fp32.  Gradient flows to the student only; rows where `mask`
     ([...], bool or 0/1) is False give 0 loss and 0 gradient.  Backward may run once per call.
+
+    inplace=True (opt-in) writes the gradient into `student_logits`' own storage during the
+    forward (as Liger-Kernel's cross-entropy does), so forward + backward allocate no [N, V]
+    tensor; backward scales it by grad_output.  Contract: after the call `student_logits` holds
+    garbage (the gradient), so the caller must not read it again, in or outside autograd; it must
+    be contiguous, not a leaf, and not share storage with the teacher (ValueError otherwise).
+    Typical use: logits freshly computed by a (chunked) lm_head for the distillation loss only.
+    When no gradient is wanted (no_grad, or a student that does not require grad) nothing is
+    overwritten.  Not the default because only the caller knows that nobody else reads the logits.
     """
     _check_logits("student_logits", student_logits)
     _check_logits("teacher_logits", teacher_logits)
@@ -112,9 +155,11 @@ def per_token_kl(
     if kind == "jsd" and beta in (0.0, 1.0):  # TRL's limits of the generalised JSD
         kind = "forward" if beta == 0.0 else "reverse"
 
+    into_input = bool(inplace) and _check_inplace("student_logits", student_logits, teacher_logits)
+
     impl = _kl_impl(student_logits.device)
     out = autograd.apply(impl, student_logits.reshape(-1, vocab), teacher_logits.detach().reshape(-1, vocab),
-                         kind, beta, t, mask)
+                         kind, beta, t, mask, into_input=into_input)
     return out.reshape(lead)
 
 

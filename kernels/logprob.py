@@ -62,18 +62,35 @@ def _logprob_kernel(
             tl.store(grad_ptr + g_offs, g.to(grad_ptr.dtype.element_ty), mask=ok)
 
 
-def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, want_grad: bool):
-    """[N, V] logits, [N] tokens -> (log-probs [N] fp32, grad [N, V] in logits' dtype or None)."""
+def _grad_buffer(like: torch.Tensor, want_grad: bool, grad_out: torch.Tensor | None, fallback: torch.Tensor):
+    """The [N, V] gradient buffer: `grad_out` (unit column stride) or a new one; `fallback` is a
+    dummy pointer for kernels launched with COMPUTE_GRAD=False."""
+    if not want_grad:
+        return fallback
+    if grad_out is None:
+        return torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    if grad_out.shape != like.shape or grad_out.dtype != like.dtype or grad_out.stride(-1) != 1:
+        raise ValueError(f"grad_out must be a {tuple(like.shape)} {like.dtype} tensor with unit column stride")
+    return grad_out
+
+
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float, want_grad: bool,
+                   grad_out: torch.Tensor | None = None):
+    """[N, V] logits, [N] tokens -> (log-probs [N] fp32, grad [N, V] in logits' dtype or None).
+
+    The gradient goes into `grad_out` when given, which may be `logits` itself: the token's logit
+    is loaded before pass 2, and pass 2 stores each block right after loading it.
+    """
     logits = logits if logits.stride(-1) == 1 else logits.contiguous()
     n, vocab = logits.shape
     loss = torch.empty(n, dtype=torch.float32, device=logits.device)
-    grad = torch.empty((n, vocab), dtype=logits.dtype, device=logits.device) if want_grad else loss
+    grad = _grad_buffer(logits, want_grad, grad_out, fallback=loss)
     if n == 0:  # nothing to launch (an empty grid)
         return loss, grad if want_grad else None
     rows, block, warps = launch_config(n, vocab, logits.device)
     _logprob_kernel[(triton.cdiv(n, rows),)](
         logits, tokens.contiguous(), loss, grad,
-        n, vocab, logits.stride(0), vocab, 1.0 / temperature,
+        n, vocab, logits.stride(0), grad.stride(0), 1.0 / temperature,
         COMPUTE_GRAD=want_grad, ROWS=rows, BLOCK=block, num_warps=warps,
     )
     return loss, grad if want_grad else None

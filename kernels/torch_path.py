@@ -1,7 +1,8 @@
 """Chunked pure-torch path (the CPU backend): loss and analytic gradient, a few rows at a time.
 
 Each function takes 2-D [N, V] logits and returns (loss [N] fp32, grad [N, V] in the logits' dtype
-or None).  Only `CHUNK_ROWS` rows are ever upcast to fp32 at once, so the temporaries stay a few
+or None); the gradient goes into `grad_out` when given, which may be the logits themselves (the
+in-place mode): every chunk's rows are read into fp32 temporaries before its gradient is stored.  Only `CHUNK_ROWS` rows are ever upcast to fp32 at once, so the temporaries stay a few
 MB even at V = 151,936, while a naive `log_softmax` + `kl_div` + backward holds several full
 [N, V] copies.  Gradients (with s = student / T, p = softmax(s), q = softmax(teacher / T)):
 
@@ -49,11 +50,17 @@ def _log_softmax(x: torch.Tensor, temperature: float, acc: torch.dtype) -> torch
     return torch.log_softmax(x, dim=-1)
 
 
-def token_logprobs(logits, tokens, temperature, want_grad):
+def _grad_buffer(like: torch.Tensor, want_grad: bool, grad_out: torch.Tensor | None):
+    if not want_grad:
+        return None
+    return grad_out if grad_out is not None else torch.empty_like(like)
+
+
+def token_logprobs(logits, tokens, temperature, want_grad, grad_out=None):
     n, _ = logits.shape
     acc = _acc_dtype(logits.dtype)
     loss = torch.empty(n, dtype=acc, device=logits.device)
-    grad = torch.empty_like(logits) if want_grad else None
+    grad = _grad_buffer(logits, want_grad, grad_out)
     for rows in _chunks(n):
         logp = _log_softmax(logits[rows], temperature, acc)
         tok = tokens[rows].unsqueeze(-1)
@@ -65,12 +72,12 @@ def token_logprobs(logits, tokens, temperature, want_grad):
     return loss, grad
 
 
-def per_token_kl(student, teacher, kind, beta, temperature, mask, want_grad):
+def per_token_kl(student, teacher, kind, beta, temperature, mask, want_grad, grad_out=None):
     """`kind` is 'reverse', 'forward' or 'jsd' with 0 < beta < 1 (the caller maps beta 0/1)."""
     n, _ = student.shape
     acc = _acc_dtype(student.dtype)
     loss = torch.empty(n, dtype=acc, device=student.device)
-    grad = torch.empty_like(student) if want_grad else None
+    grad = _grad_buffer(student, want_grad, grad_out)
     for rows in _chunks(n):
         logp = _log_softmax(student[rows], temperature, acc)
         logq = _log_softmax(teacher[rows], temperature, acc)

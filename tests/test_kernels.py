@@ -163,6 +163,26 @@ def test_large_logits_and_neg_inf_teacher_entries(backend, kind, beta, temperatu
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_reverse_kl_with_offset_teacher_does_not_cancel(backend, temperature):
+    """teacher = student + 5e3 + noise: KL ~ 1 while E_p[s - t] and LSE(s) - LSE(t) are each ~5e3,
+    so computing KL as their difference would lose ~5e3 x 6e-8 = 3e-4 (the one-pass Triton loss
+    keeps its terms relative to the running maxima).  Row maxima sit in the last block, so every
+    block rescales the running sums.  Loss only: at T = 0.6 the gradient is ~3e-3 where p ~ 1,
+    a near-cancelling p (log p - log q - KL), and fp32 gives it ~2e-5 relative error (any backend)."""
+    triton_setup.BLOCK_V = 16
+    kernels.set_backend(backend)
+    g = torch.Generator().manual_seed(14)
+    student = 3 * torch.randn(4, 70, generator=g)
+    student[:, -1] = 12.0
+    teacher = student + 5e3 + 2 * torch.randn(4, 70, generator=g)
+    teacher[:, -2] = 5e3 + 15.0
+    loss = kernels.per_token_kl(student, teacher, "reverse", temperature=temperature)
+    ref = per_token_kl_ref(student.double(), teacher.double(), "reverse", temperature=temperature)
+    assert ref.min() > 1 and rel_err(loss, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_reverse_kl_is_inf_where_teacher_has_no_mass(backend):
     kernels.set_backend(backend)
     student, teacher = torch.zeros(2, 9), torch.zeros(2, 9)
@@ -220,6 +240,147 @@ def test_backward_twice_raises_clearly():
         loss.backward()
 
 
+# In-place mode: (name, our loss of x, float64 reference loss of x) for each op.
+def inplace_ops(teacher, tokens, mask, temperature):
+    t64 = teacher.double()
+    return [
+        *[(f"{kind}{beta}",
+           lambda x, inplace, kind=kind, beta=beta: kernels.per_token_kl(x, teacher, kind, beta, temperature, mask, inplace=inplace),
+           lambda x, kind=kind, beta=beta: per_token_kl_ref(x, t64, kind, beta, temperature, mask))
+          for kind, beta in KINDS[:3]],
+        ("logprob", lambda x, inplace: kernels.token_logprobs(x, tokens, temperature, inplace=inplace),
+         lambda x: token_logprobs_ref(x, tokens, temperature)),
+    ]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", list(TOL), ids=str)
+@pytest.mark.parametrize("lead,vocab,block,temperature,masked", CASES[1:4])
+def test_inplace_matches_float64_reference(backend, dtype, lead, vocab, block, temperature, masked):
+    """inplace=True: the logits' storage holds the unscaled gradient right after the forward, the
+    loss and the (grad_output-scaled) gradient reaching the upstream leaf match the reference."""
+    triton_setup.BLOCK_V = block
+    kernels.set_backend(backend)
+    g = torch.Generator().manual_seed(vocab)
+    base = (2 * torch.randn(*lead, vocab, generator=g)).to(dtype)
+    teacher = (2 * torch.randn(*lead, vocab, generator=g)).to(dtype)
+    tokens = torch.randint(0, vocab, lead, generator=g)
+    mask = make_mask(lead, masked)
+    w = torch.randn(lead, generator=g, dtype=torch.float64)
+    for name, ours, ref in inplace_ops(teacher, tokens, mask, temperature):
+        leaf = base.clone().requires_grad_()
+        logits = leaf.clone()  # a fresh non-leaf, like an lm_head output
+        loss = ours(logits, True)
+        ref_leaf = base.double().requires_grad_()
+        ref_loss = ref(ref_leaf)
+        ref_unscaled = torch.autograd.grad(ref_loss.sum(), ref_leaf, retain_graph=True)[0]
+        assert rel_err(logits.detach(), ref_unscaled) <= TOL[dtype], name  # the gradient is in place
+        (loss * w.float()).sum().backward()
+        (ref_loss * w).sum().backward()
+        assert leaf.grad.dtype == dtype, name
+        assert rel_err(loss.detach(), ref_loss) <= TOL[dtype], name
+        assert rel_err(leaf.grad, ref_leaf.grad) <= TOL[dtype], name
+        if mask is not None and name != "logprob":  # token_logprobs has no mask
+            assert (loss[~mask] == 0).all() and (leaf.grad[~mask] == 0).all(), name
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inplace_gradient_reaches_lm_head_parameters(backend):
+    """logits = hidden @ W.T ([B, T, V], a view once flattened): the gradients on W and on hidden
+    equal the float64 reference, and equal the out-of-place path's."""
+    triton_setup.BLOCK_V, triton_setup.ROWS_PER_PROGRAM = 16, 4
+    kernels.set_backend(backend)
+    g = torch.Generator().manual_seed(11)
+    hidden0, weight0 = torch.randn(2, 3, 8, generator=g), torch.randn(37, 8, generator=g)
+    teacher = 2 * torch.randn(2, 3, 37, generator=g)
+    tokens = torch.randint(0, 37, (2, 3), generator=g)
+    mask = make_mask((2, 3), [4])
+    w = torch.randn(2, 3, generator=g, dtype=torch.float64)
+
+    def grads(loss_fn, dtype):
+        hidden = hidden0.to(dtype, copy=True).requires_grad_()
+        weight = weight0.to(dtype, copy=True).requires_grad_()
+        loss = loss_fn(hidden @ weight.T)
+        (loss * w.to(loss.dtype)).sum().backward()
+        return loss.detach(), weight.grad, hidden.grad
+
+    for name, ours, ref in inplace_ops(teacher, tokens, mask, 0.8):
+        got = grads(lambda x: ours(x, True), torch.float32)
+        out_of_place = grads(lambda x: ours(x, False), torch.float32)
+        want = grads(ref, torch.float64)
+        for a, b, c in zip(got, out_of_place, want):
+            assert rel_err(a, c) <= 1e-5, name
+            torch.testing.assert_close(a, b, rtol=0, atol=0)  # same kernel, same numbers
+
+
+def test_inplace_refuses_unsafe_logits():
+    kernels.set_backend("torch")
+    s, t = torch.randn(4, 10), torch.randn(4, 10)
+    leaf = s.clone().requires_grad_()
+    cases = [
+        (leaf, t, "a leaf tensor that requires grad"),
+        (leaf.view(2, 2, 10), t.view(2, 2, 10), "a leaf tensor that requires grad"),  # a view of a leaf
+        ((leaf * 1).t().contiguous().t(), t, "needs a contiguous student_logits"),
+    ]
+    shared = leaf * 1
+    cases.append((shared, shared.detach(), "not to share storage with the teacher"))
+    for student, teacher, message in cases:
+        with pytest.raises(ValueError, match=message):
+            kernels.per_token_kl(student, teacher, inplace=True)
+    with pytest.raises(ValueError, match="a leaf tensor that requires grad"):
+        kernels.token_logprobs(leaf, torch.zeros(4, dtype=torch.long), inplace=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inplace_is_caught_by_autograd_version_checks(backend):
+    """An upstream op that saved the logits for its backward (exp saves its output) raises instead
+    of differentiating through the gradient; so does a write to the logits before backward."""
+    kernels.set_backend(backend)
+    g = torch.Generator().manual_seed(12)
+    x, t = torch.randn(3, 9, generator=g, requires_grad=True), torch.randn(3, 9, generator=g)
+    loss = kernels.per_token_kl(x.exp(), t, inplace=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.sum().backward()
+    logits = x * 2
+    loss = kernels.token_logprobs(logits, torch.zeros(3, dtype=torch.long), inplace=True)
+    logits.add_(1)
+    with pytest.raises(RuntimeError, match="modified before backward"):
+        loss.sum().backward()
+
+
+def test_inplace_bumps_version_after_raw_pointer_writes():
+    """A GPU kernel writes through a raw pointer, which autograd cannot see (the interpreter's
+    copy-back can): `autograd.apply` must bump the version counter itself, so that a node that
+    saved the logits before the call and runs its backward first raises instead of reading the
+    gradient as logits.  (Nodes that run after ours already see backward's in-place scaling.)"""
+    def raw_write(x, want_grad, grad_out):
+        grad_out.detach().numpy()[:] = 2.0  # d(2 x.sum(-1))/dx, written behind autograd's back
+        return 2 * x.detach().sum(-1), grad_out
+
+    x, y = torch.randn(3, 4, requires_grad=True), torch.randn(3, 4, requires_grad=True)
+    logits = x * 1
+    side = (logits * y).sum()  # saves logits to differentiate w.r.t. y
+    loss = autograd.apply(raw_write, logits, into_input=True)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        side.backward()
+    loss.sum().backward()
+    assert torch.equal(x.grad, torch.full((3, 4), 2.0))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inplace_without_grad_leaves_logits_intact(backend):
+    kernels.set_backend(backend)
+    g = torch.Generator().manual_seed(13)
+    x, t = torch.randn(3, 9, generator=g), torch.randn(3, 9, generator=g)
+    want = kernels.per_token_kl(x, t)
+    logits = x.clone()
+    assert torch.equal(kernels.per_token_kl(logits, t, inplace=True), want) and torch.equal(logits, x)
+    logits = x.clone().requires_grad_() * 1
+    with torch.no_grad():
+        assert torch.equal(kernels.per_token_kl(logits, t, inplace=True), want)
+    assert torch.equal(logits.detach(), x)
+
+
 @pytest.mark.parametrize("kind,beta", KINDS[:3])
 @pytest.mark.parametrize("masked", [None, [1]])
 def test_torch_path_gradcheck_float64(monkeypatch, kind, beta, masked):
@@ -228,10 +389,10 @@ def test_torch_path_gradcheck_float64(monkeypatch, kind, beta, masked):
     s = torch.randn(5, 7, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.randn(5, 7, generator=g, dtype=torch.float64)
     mask = make_mask((5,), masked)
-    fn = lambda x: autograd.apply(torch_path.per_token_kl, x, t, kind, beta, 0.8, mask, inplace=False)
+    fn = lambda x: autograd.apply(torch_path.per_token_kl, x, t, kind, beta, 0.8, mask, scale_in_place=False)
     assert torch.autograd.gradcheck(fn, (s,))
     tokens = torch.randint(0, 7, (5,), generator=g)
-    fn = lambda x: autograd.apply(torch_path.token_logprobs, x, tokens, 1.7, inplace=False)
+    fn = lambda x: autograd.apply(torch_path.token_logprobs, x, tokens, 1.7, scale_in_place=False)
     assert torch.autograd.gradcheck(fn, (s,))
 
 
