@@ -57,10 +57,14 @@ def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = No
     return [{"role": "user", "content": [{"type": "text", "text": text}]}]
 
 
+def image_question(text: str) -> list[dict]:
+    """Chat messages of a question about one image."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+
+
 def perception_prompt(task: str, question: str) -> list[dict]:
     """Chat messages of one perception question about the puzzle image."""
-    text = f"This is a {task} puzzle . {question} {PERCEPTION_FORMAT}"
-    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return image_question(f"This is a {task} puzzle . {question} {PERCEPTION_FORMAT}")
 
 
 def with_response(messages: list[dict], text: str) -> list[dict]:

@@ -1,0 +1,91 @@
+"""Turn chat messages (+ images) into model inputs: one example at a time, then a padded batch.
+
+An example is a dict of 1-D tensors over its tokens (`input_ids`, `attention_mask`, `mm_token_type_ids`
+and, for training, `labels`) plus, when it has images, `pixel_values` [patches, dim] and
+`image_grid_thw` [images, 3] — Qwen-VL flattens all patches of all images of a batch into one
+tensor and finds each image's slice from its grid, so collation concatenates them in batch order.
+
+Labels follow the usual causal-LM convention (the model shifts them): -100 everywhere except the
+assistant response tokens and the <|im_end|> that closes the turn, so the loss never trains the
+model to write the prompt and it learns to stop.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IGNORE = -100
+EOS_TOKEN = "<|im_end|>"
+# mm_token_type_ids: 0 text, 1 image, 2 video (what Qwen3-VL's get_rope_index expects).
+_IMAGE_PAD, _VIDEO_PAD = "<|image_pad|>", "<|video_pad|>"
+
+
+def mm_token_types(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
+    """0 for text, 1 for <|image_pad|>, 2 for <|video_pad|> — for processors that do not return them."""
+    types = torch.zeros_like(input_ids, dtype=torch.int)
+    types[input_ids == tokenizer.convert_tokens_to_ids(_IMAGE_PAD)] = 1
+    types[input_ids == tokenizer.convert_tokens_to_ids(_VIDEO_PAD)] = 2
+    return types
+
+
+def encode_chat(processor, messages: list[dict], images: list | None, add_generation_prompt: bool) -> dict:
+    """Chat template + processor for one conversation; returns 1-D token tensors (+ image tensors)."""
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+    enc = processor(text=[text], images=list(images) if images else None, return_tensors="pt")
+    ex = {"input_ids": enc["input_ids"][0], "attention_mask": enc["attention_mask"][0]}
+    types = enc.get("mm_token_type_ids")
+    ex["mm_token_type_ids"] = types[0].int() if types is not None else mm_token_types(ex["input_ids"], processor.tokenizer)
+    if images:
+        ex["pixel_values"] = enc["pixel_values"]
+        ex["image_grid_thw"] = enc["image_grid_thw"]
+    return ex
+
+
+def encode_sft(processor, prompt_messages: list[dict], response_text: str, images: list | None) -> dict:
+    """One supervised example: prompt + assistant response, labels only on the response and its <|im_end|>.
+
+    The prompt (with the generation prompt `<|im_start|>assistant\\n`) must tokenize to a prefix of
+    the full conversation; the labelled span runs from there up to and including the first
+    <|im_end|> (the template's trailing newline after it stays unlabelled).
+    """
+    messages = prompt_messages + [{"role": "assistant", "content": [{"type": "text", "text": response_text}]}]
+    full = encode_chat(processor, messages, images, add_generation_prompt=False)
+    prompt = encode_chat(processor, prompt_messages, images, add_generation_prompt=True)
+    ids, n = full["input_ids"], len(prompt["input_ids"])
+    if n >= len(ids) or not torch.equal(ids[:n], prompt["input_ids"]):
+        raise ValueError("the chat template does not tokenize the prompt as a prefix of prompt + response")
+    eos = processor.tokenizer.convert_tokens_to_ids(EOS_TOKEN)
+    ends = (ids[n:] == eos).nonzero()
+    if len(ends) == 0:
+        raise ValueError("the chat template did not close the assistant turn with <|im_end|>")
+    end = n + int(ends[0]) + 1
+    labels = torch.full_like(ids, IGNORE)
+    labels[n:end] = ids[n:end]
+    full["labels"] = labels
+    return full
+
+
+def collate(examples: list[dict], pad_id: int, left_pad: bool = False) -> dict:
+    """Pad token tensors to the longest example (left padding for generation), concatenate images.
+
+    Padding: input_ids with `pad_id`, attention_mask and mm_token_type_ids with 0, labels with -100.
+    """
+    if not examples:
+        raise ValueError("collate needs at least one example")
+    width = max(len(ex["input_ids"]) for ex in examples)
+    fill = {"input_ids": pad_id, "attention_mask": 0, "mm_token_type_ids": 0, "labels": IGNORE}
+    batch = {}
+    for key, value in fill.items():
+        if key not in examples[0]:
+            continue
+        rows = []
+        for ex in examples:
+            x = ex[key]
+            pad = x.new_full((width - len(x),), value)
+            rows.append(torch.cat([pad, x] if left_pad else [x, pad]))
+        batch[key] = torch.stack(rows)
+    with_images = [ex for ex in examples if "pixel_values" in ex]
+    if with_images:
+        batch["pixel_values"] = torch.cat([ex["pixel_values"] for ex in with_images])
+        batch["image_grid_thw"] = torch.cat([ex["image_grid_thw"] for ex in with_images])
+    return batch

@@ -1,0 +1,89 @@
+"""Chat encoding, label masking and collation (mgsd_mini/data.py) on the mini processor."""
+
+import pytest
+import torch
+from PIL import Image
+
+from mgsd_mini import prompts
+from mgsd_mini.data import IGNORE, collate, encode_chat, encode_sft
+from mgsd_mini.model import build_mini
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return build_mini(seed=0)[1]
+
+
+def _image(side: int, seed: int) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (16 * side, 16 * side, 3), generator=g, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy())
+
+
+def _text_prompt(text: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+CASES = [  # (prompt messages, images, response)
+    (prompts.student_prompt("frozenlake"), [_image(3, 0)], "S . H\n. . G\n<answer>R D</answer>"),
+    (prompts.student_prompt("maze"), [_image(4, 1)], "<answer>U U L</answer>"),
+    (prompts.perception_prompt("minibehaviour", "Where is the printer ?"), [_image(5, 2)], "( 1 , 2 )"),
+    (_text_prompt("a text-only prompt : S . . G"), None, "unseen wörds ✓ <answer>R R R</answer>"),
+]
+
+
+@pytest.mark.parametrize("messages,images,response", CASES)
+def test_labels_cover_exactly_the_assistant_response_and_its_end_of_turn(processor, messages, images, response):
+    tok = processor.tokenizer
+    ex = encode_sft(processor, messages, response, images)
+    ids, labels = ex["input_ids"], ex["labels"]
+    labelled = (labels != IGNORE).nonzero().squeeze(1)
+    # One contiguous span, whose labels are the input ids themselves (the model shifts them).
+    assert len(labelled) > 0 and torch.equal(labelled, torch.arange(labelled[0], labelled[-1] + 1))
+    assert torch.equal(labels[labelled], ids[labelled])
+    assert tok.decode(ids[labelled]) == response + "<|im_end|>"
+    # Everything before it is the prompt (ending with the generation prompt), nothing after it but the
+    # template's newline; no image token and no user text is ever a target.
+    prompt = encode_chat(processor, messages, images, add_generation_prompt=True)
+    assert torch.equal(ids[: labelled[0]], prompt["input_ids"])
+    assert tok.decode(ids[labelled[-1] + 1:]) == "\n"
+    assert not (labels == processor.image_token_id).any()
+
+
+def test_image_tokens_and_types_match_the_image_grid(processor):
+    image = _image(4, 3)
+    ex = encode_chat(processor, prompts.student_prompt("maze"), [image], add_generation_prompt=True)
+    n_visual = int(ex["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
+    assert n_visual == 16  # one merged visual token per grid cell at 16 px per cell
+    assert int((ex["input_ids"] == processor.image_token_id).sum()) == n_visual
+    assert torch.equal(ex["mm_token_type_ids"] == 1, ex["input_ids"] == processor.image_token_id)
+
+
+@pytest.mark.parametrize("left_pad", [False, True])
+def test_collate_pads_and_concatenates_in_batch_order(processor, left_pad):
+    pad = processor.tokenizer.pad_token_id
+    examples = [encode_sft(processor, m, r, im) for m, im, r in CASES]
+    batch = collate(examples, pad, left_pad=left_pad)
+    width = max(len(e["input_ids"]) for e in examples)
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape == (len(examples), width)
+    for row, ex in enumerate(examples):
+        n = len(ex["input_ids"])
+        real = slice(width - n, width) if left_pad else slice(0, n)
+        padding = slice(0, width - n) if left_pad else slice(n, width)
+        for key in ("input_ids", "labels", "attention_mask", "mm_token_type_ids"):
+            assert torch.equal(batch[key][row, real], ex[key])
+        assert (batch["input_ids"][row, padding] == pad).all()
+        assert (batch["labels"][row, padding] == IGNORE).all()
+        assert (batch["attention_mask"][row, padding] == 0).all()
+        assert (batch["mm_token_type_ids"][row, padding] == 0).all()
+    with_images = [e for e in examples if "pixel_values" in e]
+    assert torch.equal(batch["pixel_values"], torch.cat([e["pixel_values"] for e in with_images]))
+    assert torch.equal(batch["image_grid_thw"], torch.cat([e["image_grid_thw"] for e in with_images]))
+
+
+def test_collate_text_only_batch_has_no_image_tensors(processor):
+    examples = [encode_chat(processor, _text_prompt(t), None, True) for t in ("a", "a longer prompt here")]
+    batch = collate(examples, processor.tokenizer.pad_token_id, left_pad=True)
+    assert "pixel_values" not in batch and "image_grid_thw" not in batch
+    with pytest.raises(ValueError):
+        collate([], 0)
