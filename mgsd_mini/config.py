@@ -60,8 +60,9 @@ class BaseConfig(Optim):
     weight_decay: float = 0.1
     schedule: str = "wsd"
     warmup_frac: float = 0.02
-    steps: int = 9600
+    steps: int = 2600  # ~43 min on a 2-core CPU
     batch_size: int = 32
+    ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
     image_frac: float = 0.1  # share of examples that carry an image (generic perception), the rest text-only
     ckpt_every: int = 500
 
@@ -85,7 +86,12 @@ class GroundingConfig(Optim):
 
 @dataclass
 class DistillConfig(Optim):
-    """Stage 2: on-policy distillation from the privileged (symbolic-input) base-model teacher."""
+    """Stage 2: on-policy distillation from the privileged (symbolic-input) base-model teacher.
+
+    `batch_size` is the number of prompts (one rollout each) per optimizer step; they are processed
+    in micro-batches of `micro_batch_size` (0 = all at once) whose losses are summed, so
+    `grad_accum` is not used by this stage.
+    """
 
     lr: float = 1e-4
     weight_decay: float = 0.01
@@ -93,19 +99,25 @@ class DistillConfig(Optim):
     warmup_frac: float = 0.0
     epochs: float = 5.0
     batch_size: int = 32
+    micro_batch_size: int = 0  # prompts per forward/backward pass; 0 = the whole batch
     max_grad_norm: float = 1.0
     loss: str = "full"  # full (exact per-token divergence) | sampled (the reference's estimator)
-    divergence: str = "reverse"  # reverse | forward | jsd
+    divergence: str = "reverse"  # reverse | forward | jsd (loss=full only)
     jsd_beta: float = 0.5
     temperature: float = 1.0  # sampling temperature of the student rollouts
     max_new_tokens: int = 160
+    logit_chunk: int = 1024  # response tokens per lm_head chunk: [chunk, vocab] logits exist at a time
     reference_plan: bool = True  # teacher prompt includes "Reference plan : ..."
-    grounding: str | None = None  # stage-1 adapter directory, kept unmerged and frozen
+    init: str = "grounding"  # grounding (student = base + stage-1 adapter) | base (no-grounding ablation)
+    grounding: str | None = None  # stage-1 adapter directory; default: the newest runs/grounding-*/adapter
     lora_r: int = 8
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
-    n_per_level: int = 200
-    levels: tuple[int, ...] = ()
+    n_per_level: int = 200  # training puzzles per task and level (one epoch = all of them)
+    levels: tuple[int, ...] = ()  # empty = evaluate.DEFAULT_LEVELS
+    val_every: int = 20  # steps between validations (greedy, val split); 0 = never
+    val_n: int = 10  # val puzzles per task and level
+    ckpt_every: int = 20
 
 
 @dataclass

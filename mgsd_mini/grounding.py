@@ -1,0 +1,79 @@
+"""Stage 1 — grounding (cold start): LoRA SFT on perception questions about puzzle images.
+
+The student learns to recover the symbolic state from pixels: grid size, where the start / goal /
+agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
+moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
+level (never a val/test puzzle), each answered exactly. Only the LoRA adapter trains; the base
+model (vision tower and merger included) stays frozen. At the end the adapter is saved in peft's
+format and perception is evaluated on held-out test puzzles.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import puzzles
+from mgsd_mini import evaluate, lora, model as models, prompts, report
+from mgsd_mini.config import GroundingConfig, save as save_config
+from mgsd_mini.data import collate, encode_sft
+from mgsd_mini.sft import named_trainables, train_sft
+
+
+def task_levels(cfg) -> dict[str, list[int]]:
+    return evaluate.choose_levels(cfg.tasks, cfg.levels)
+
+
+def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
+    """One encoded example per (train puzzle, perception question)."""
+    examples = []
+    for task, levels in task_levels(cfg).items():
+        t = puzzles.get_task(task)
+        for level in levels:
+            size = models.image_size(processor, task, level)
+            for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
+                image = t.render(record["state"], size)
+                for qa in record["perception"]:
+                    prompt = prompts.perception_prompt(task, qa["question"])
+                    examples.append(encode_sft(processor, prompt, qa["answer"], [image]))
+    if not examples:
+        raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")
+    return examples
+
+
+def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
+    """batches_fn(i): micro-batch i of a fresh seeded shuffle every epoch (pure in (seed, i))."""
+    per_epoch = math.ceil(len(examples) / cfg.batch_size)
+
+    def batches_fn(i: int) -> dict:
+        epoch, j = divmod(i, per_epoch)
+        order = list(range(len(examples)))
+        random.Random(f"grounding|{cfg.seed}|{epoch}").shuffle(order)
+        return collate([examples[k] for k in order[j * cfg.batch_size:(j + 1) * cfg.batch_size]], pad_id)
+
+    return batches_fn
+
+
+def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False, eval_n: int = 50) -> Path:
+    """Train the grounding adapter; returns its directory (run_dir/adapter)."""
+    if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
+        raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
+    model, processor = models.load(cfg.model, device=cfg.device, grad_ckpt=cfg.grad_ckpt)
+    lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    examples = perception_examples(processor, cfg)
+    if cfg.steps <= 0:  # derive the step count from the epochs
+        cfg.steps = math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * cfg.grad_accum))
+    save_config(cfg, run_dir)
+    print(f"grounding: {len(examples)} perception examples, {cfg.steps} steps of {cfg.batch_size * cfg.grad_accum}")
+    batches = make_batches(examples, processor.tokenizer.pad_token_id, cfg)
+    train_sft(model, batches, named_trainables(model), cfg, run_dir, resume=resume)
+    adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
+
+    if eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
+        cases = evaluate.held_out_cases(task_levels(cfg), eval_n, "test", seed=cfg.seed)
+        summary, rows = evaluate.evaluate(model, processor, cases, "perception", batch_size=32, model_name=cfg.model, adapters=[str(adapter)])
+        report.print_tables([summary])
+        report.write_json(run_dir / "perception.json", summary)
+        report.write_jsonl(run_dir / "perception_cases.jsonl", rows)
+    return adapter

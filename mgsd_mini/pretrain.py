@@ -1,0 +1,83 @@
+"""Stage 0 (mini preset only): pretrain the tiny model from scratch into a base with a modality gap.
+
+The real Qwen3-VL-4B already plans from text and reads puzzle images badly. The mini model must be
+made into such a base first (DESIGN §4), from two streams of examples, drawn afresh every step:
+
+- text planning (most batches): the teacher prompt without a reference plan — instruction + the
+  symbolic state — answered by the restated state and `<answer>optimal plan</answer>`, the very
+  response format the student will later produce from the image. Train-split puzzles only.
+- generic images (`image_frac` of the batches): colour grids and shapes with captions
+  (`generic_images.py`), so the vision pathway is trained without ever seeing a puzzle image.
+
+Each micro-batch holds one kind and one (task, level), so its sequences have similar lengths and
+little padding. The batch for micro-batch index i is a pure function of (seed, i): a resumed run
+draws exactly the data it would have drawn.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import puzzles
+from mgsd_mini import generic_images, model as models, prompts
+from mgsd_mini.config import BaseConfig, save as save_config
+from mgsd_mini.data import collate, encode_sft
+from mgsd_mini.evaluate import DEFAULT_LEVELS
+from mgsd_mini.sft import named_trainables, train_sft
+
+
+def train_puzzle(task: str, level: int, rng: random.Random) -> dict:
+    """A random puzzle of the train split (the base never sees a val/test puzzle, even as text)."""
+    t = puzzles.get_task(task)
+    while True:
+        state = t.generate(level, rng)
+        if puzzles.split_of(t.canonical(state)) == "train":
+            return state
+
+
+def planning_example(processor, task: str, level: int, rng: random.Random) -> dict:
+    """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan."""
+    state = train_puzzle(task, level, rng)
+    plan = puzzles.get_task(task).solve(state)
+    return encode_sft(processor, prompts.teacher_prompt(task, state), prompts.response(task, state, plan), None)
+
+
+def generic_image_example(processor, rng: random.Random) -> dict:
+    image, question, answer = generic_images.sample(rng)
+    return encode_sft(processor, prompts.image_question(question), answer, [image])
+
+
+def task_levels(cfg: BaseConfig) -> list[tuple[str, int]]:
+    """(task, level) pairs to train on; each task gets the same share, split evenly over its levels."""
+    return [(task, level) for task in cfg.tasks for level in DEFAULT_LEVELS[task]]
+
+
+def make_batches(processor, cfg: BaseConfig):
+    """batches_fn(i) for the SFT loop: micro-batch i, a pure function of (cfg.seed, i)."""
+    pairs = task_levels(cfg)
+    weights = [1 / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
+    pad_id = processor.tokenizer.pad_token_id
+
+    def batches_fn(i: int) -> dict:
+        rng = random.Random(f"base|{cfg.seed}|{i}")
+        if rng.random() < cfg.image_frac:
+            examples = [generic_image_example(processor, rng) for _ in range(cfg.batch_size)]
+        else:
+            task, level = rng.choices(pairs, weights)[0]
+            examples = [planning_example(processor, task, level, rng) for _ in range(cfg.batch_size)]
+        return collate(examples, pad_id)
+
+    return batches_fn
+
+
+def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
+    """Train the mini base from scratch; returns the directory of the saved model."""
+    save_config(cfg, run_dir)
+    model, processor = models.build_mini(seed=cfg.seed)
+    model.to(cfg.device or "cpu")
+    train_sft(model, make_batches(processor, cfg), named_trainables(model), cfg, run_dir, resume=resume)
+    saved = models.save(model, processor, run_dir / "model")
+    if cfg.ship:  # install it as the mini base every later stage and `--model mini` start from
+        models.save(model, processor, models.MINI_BASE)
+    return saved

@@ -1,0 +1,127 @@
+"""Stage 0 (base) and stage 1 (grounding) data and loops, and `python train.py`'s answers to bad input."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import puzzles
+from mgsd_mini import config, grounding, lora, pretrain
+from mgsd_mini import model as M
+from mgsd_mini.data import IGNORE
+from train import app
+
+
+def _decoded_labels(processor, example) -> str:
+    ids = example["input_ids"][example["labels"] != IGNORE]
+    return processor.tokenizer.decode(ids)
+
+
+@pytest.fixture(scope="module")
+def mini():
+    return M.build_mini(seed=0)
+
+
+@pytest.fixture(scope="module")
+def mini_dir(tmp_path_factory, mini):
+    """A saved (random-init) mini model, loadable through the `--model DIR` path."""
+    return M.save(*mini, tmp_path_factory.mktemp("mini") / "model")
+
+
+def test_base_batches_are_pure_in_the_index_and_train_split_only(mini):
+    _, processor = mini
+    cfg = config.resolve("base", "mini", {"batch_size": 3, "image_frac": 0.3})
+    batches = pretrain.make_batches(processor, cfg)
+    for i in range(6):
+        a, b = batches(i), batches(i)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    rng = __import__("random").Random(0)
+    for task, level in pretrain.task_levels(cfg):
+        t = puzzles.get_task(task)
+        for _ in range(20):
+            state = pretrain.train_puzzle(task, level, rng)
+            assert puzzles.split_of(t.canonical(state)) == "train"
+
+
+def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
+    _, processor = mini
+    rng = __import__("random").Random(1)
+    ex = pretrain.planning_example(processor, "maze", 3, rng)
+    target = _decoded_labels(processor, ex)
+    assert target.startswith("Maze 3x3") and target.endswith("</answer><|im_end|>")
+    plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), "maze")
+    assert plan and len(plan) >= 1
+    prompt_ids = ex["input_ids"][ex["labels"] == IGNORE]
+    assert "Reference plan" not in processor.tokenizer.decode(prompt_ids)  # the base plans on its own
+
+
+def test_generic_images_never_show_a_puzzle(mini):
+    _, processor = mini
+    rng = __import__("random").Random(2)
+    for _ in range(10):
+        ex = pretrain.generic_image_example(processor, rng)
+        text = processor.tokenizer.decode(ex["input_ids"])
+        assert "pixel_values" in ex and not any(t in text.lower() for t in puzzles.TASKS)
+
+
+def test_grounding_data_never_contains_a_test_puzzle(mini):
+    _, processor = mini
+    cfg = config.resolve("grounding", "mini", {"n_per_level": 3, "levels": "3,5"})
+    examples = grounding.perception_examples(processor, cfg)
+    # every example's answer is a gold perception answer of a train-split puzzle
+    n_questions = 0
+    for task, levels in grounding.task_levels(cfg).items():
+        for level in levels:
+            records = puzzles.make_split(task, level, "train", 3, cfg.seed)
+            assert all(r["split"] == "train" for r in records)
+            test_ids = {r["id"] for r in puzzles.make_split(task, level, "test", 20, cfg.seed)}
+            assert not test_ids & {r["id"] for r in records}
+            n_questions += sum(len(r["perception"]) for r in records)
+    assert len(examples) == n_questions
+
+
+def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_dir):
+    cfg = config.resolve("grounding", "mini", {
+        "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
+        "steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "lora_r": 4, "log_every": 1, "ckpt_every": 100,
+    })
+    adapter = grounding.run(cfg, tmp_path, eval_n=2)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
+    summary = json.loads((tmp_path / "perception.json").read_text())
+    assert summary["mode"] == "perception" and "all_correct" in summary["macro"]
+    model, _ = M.load(str(mini_dir))
+    assert lora.load_adapter(model, adapter) == "adapter"
+
+
+def _train(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--stage", "finetune"], ["unknown stage", "base, grounding, distill"]),
+    (["--stage", "grounding", "--preset", "llama"], ["unknown preset"]),
+    (["--stage", "base", "--preset", "qwen3-vl-4b"], ["only for the mini preset"]),
+    (["--stage", "grounding", "--bogus", "1"], ["unknown option --bogus"]),
+    (["--stage", "grounding", "--lr", "fast"], ["--lr expects float"]),
+    (["--stage", "grounding", "stray"], ["unexpected argument"]),
+    (["--stage", "grounding", "--model", "/nonexistent/model"], ["/nonexistent/model"]),
+])
+def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
+    r = _train(*args, "--out", tmp_path / "run")
+    assert r.exit_code == 2, r.output
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error:") and "Traceback" not in r.output
+    assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_train_refuses_a_busy_run_dir_and_a_resume_of_nothing(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "config.json").write_text("{}")
+    r = _train("--stage", "grounding", "--out", busy)
+    assert r.exit_code == 2 and "already holds a run" in r.stderr
+    assert (busy / "config.json").read_text() == "{}"  # nothing overwritten
+    r = _train("--stage", "grounding", "--out", tmp_path / "empty", "--resume")
+    assert r.exit_code == 2 and "nothing to resume" in r.stderr
