@@ -25,6 +25,8 @@ import typer
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 STAGES = ("base", "grounding", "distill")
+# The flag names for stage-2 options, mapped onto DistillConfig fields.
+ALIASES = {"from": "init", "kl": "divergence", "teacher-plan": "reference-plan"}
 
 
 def _fail(message: str):
@@ -49,7 +51,7 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         else:  # a bare flag: --ship -> true, --no-ship -> false
             key, value = (key[3:], "false") if key.startswith("no-") else (key, "true")
             i += 1
-        out[key] = value
+        out[ALIASES.get(key, key)] = value
     return out
 
 

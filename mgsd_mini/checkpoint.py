@@ -137,3 +137,30 @@ def load_checkpoint(path) -> dict:
         "config": state["config"],
         "path": path,
     }
+
+
+def restore(state: dict, params: dict[str, torch.nn.Parameter], optimizer, scheduler, metrics_path: Path) -> int:
+    """Put a loaded checkpoint back into a run: weights, optimizer, schedule, RNG; returns its step.
+
+    Metric lines logged after the checkpoint are dropped (the resumed run logs them again).
+    """
+    if set(params) != set(state["trainables"]):
+        raise CheckpointError(f"checkpoint {state['path']} does not match the trained parameters: resume with the same model, adapters and LoRA rank")
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(state["trainables"][name])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    restore_rng(state["rng"])
+    truncate_metrics(metrics_path, state["step"])
+    return state["step"]
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after `step` (they will be logged again)."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(line + "\n" for line in keep))
+    tmp.replace(path)

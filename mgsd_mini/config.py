@@ -145,7 +145,8 @@ STAGES: dict[str, type] = {"base": BaseConfig, "grounding": GroundingConfig, "di
 
 _QWEN = {
     "grounding": dict(grad_ckpt=True, lr=1e-4, batch_size=4, grad_accum=16, lora_r=8, lora_alpha=16.0, epochs=3.0),
-    "distill": dict(grad_ckpt=True, lr=1e-6, schedule="constant", weight_decay=0.01, max_grad_norm=1.0, batch_size=32, epochs=5.0, max_new_tokens=512),
+    "distill": dict(grad_ckpt=True, lr=1e-6, schedule="constant", weight_decay=0.01, max_grad_norm=1.0, batch_size=32,
+                    micro_batch_size=4, epochs=5.0, max_new_tokens=2048),
     "eval": dict(batch_size=8, max_new_tokens=512),
 }
 PRESETS: dict[str, dict[str, dict]] = {

@@ -95,17 +95,7 @@ def train_sft(
     start = 0
     state = checkpoint.load_latest(ckpt_dir) if resume else None
     if state is not None:
-        missing = set(params) ^ set(state["trainables"])
-        if missing:
-            raise checkpoint.CheckpointError(f"checkpoint {state['path']} does not match the trained parameters ({sorted(missing)[:3]}...): resume with the same model and adapters")
-        with torch.no_grad():
-            for name, p in params.items():
-                p.copy_(state["trainables"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        checkpoint.restore_rng(state["rng"])
-        start = state["step"]
-        _truncate_metrics(metrics_path, start)
+        start = checkpoint.restore(state, params, optimizer, scheduler, metrics_path)
     else:
         torch.manual_seed(cfg.seed)
         if metrics_path.exists() and not resume:
@@ -156,12 +146,3 @@ def train_sft(
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint we resume from (they will be logged again)."""
-    if not path.exists():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    tmp.replace(path)

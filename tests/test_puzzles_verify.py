@@ -97,9 +97,10 @@ def test_parser_is_fast_on_huge_inputs():
     huge = ["<answer>" * 200_000, "</answer>" * 200_000, "x" * 2_000_000,
             "<answer>" + "R " * 500_000 + "</answer>", "<ans" * 300_000 + "wer>"]
     for text in huge:
-        t0 = time.perf_counter()
+        t0 = time.process_time()  # CPU time of this process: immune to other jobs on a shared machine
         parse_answer(text, "frozenlake")
-        assert time.perf_counter() - t0 < 0.5  # generous for a shared CPU; linear, not quadratic
+        # linear: ~10 ms here; a quadratic scan of these 2M-character inputs would take hours
+        assert time.process_time() - t0 < 2.0
 
 
 @pytest.mark.parametrize("gold,response,ok", [
