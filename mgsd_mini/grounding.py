@@ -4,7 +4,8 @@ The student learns to recover the symbolic state from pixels: grid size, where t
 agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
 moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
 level (never a val/test puzzle), each answered exactly. Only the LoRA adapter trains; the base
-model (vision tower and merger included) stays frozen. At the end the adapter is saved in peft's
+model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
+blocks too, see GroundingConfig). At the end the adapter is saved in peft's
 format and perception is evaluated on held-out test puzzles.
 """
 
@@ -60,7 +61,10 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False, eval_n: int =
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
     model, processor = models.load(cfg.model, device=cfg.device, grad_ckpt=cfg.grad_ckpt)
-    lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+    if cfg.lora_vision:
+        lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
+    else:
+        lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     examples = perception_examples(processor, cfg)
     if cfg.steps <= 0:  # derive the step count from the epochs
         cfg.steps = math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * cfg.grad_accum))

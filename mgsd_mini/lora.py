@@ -34,6 +34,8 @@ from torch import nn
 
 # All linear layers of the language model (DESIGN §4); the vision tower and merger stay frozen.
 LM_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The linear layers of Qwen-VL's vision blocks, patch merger and deepstack mergers (mini grounding only).
+VISION_TARGETS = ("qkv", "proj", "linear_fc1", "linear_fc2")
 PEFT_PREFIX = "base_model.model."
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
 BASE_FILE = "mgsd_base.json"  # ours, beside peft's files (peft ignores it): the id of the base it was trained on
@@ -124,15 +126,19 @@ def find_targets(model: nn.Module, targets=LM_TARGETS, scope: str = "language_mo
     return names
 
 
-def add_lora(model: nn.Module, name: str, r: int, alpha: float, dropout: float = 0.0, targets=LM_TARGETS) -> None:
-    """Add a trainable adapter `name` (zero-init B, active) to the target layers; freeze every base weight."""
+def add_lora(model: nn.Module, name: str, r: int, alpha: float, dropout: float = 0.0, targets=LM_TARGETS,
+             scope: str | None = "language_model") -> None:
+    """Add a trainable adapter `name` (zero-init B, active) to the target layers; freeze every base weight.
+
+    `scope` limits the targets to one submodule ("language_model"); None allows the whole model.
+    """
     if name in adapter_names(model):
         raise AdapterError(f"the model already has an adapter named '{name}': pick another name")
     if r <= 0:
         raise AdapterError(f"LoRA rank must be positive, got r={r}")
-    modules = find_targets(model, targets)
+    modules = find_targets(model, targets, scope)
     if not modules:
-        raise AdapterError(f"no linear layer of the language model matches targets {list(targets)}")
+        raise AdapterError(f"no linear layer {'of ' + scope + ' ' if scope else ''}matches targets {list(targets)}")
     for module_name in modules:
         _wrap(model, module_name).add(name, r, alpha, dropout)
     for param_name, param in model.named_parameters():

@@ -96,11 +96,17 @@ def test_gradients_reach_only_the_trainable_adapter(fresh, tmp_path):
         assert (p.grad is not None) == (".distill." in name), name
 
 
-def test_save_load_roundtrip_and_peft_agree(fresh, tmp_path):
+@pytest.mark.parametrize("vision", [False, True])
+def test_save_load_roundtrip_and_peft_agree(fresh, tmp_path, vision):
     peft = pytest.importorskip("peft")
     model, processor = fresh
     batch = image_batch(processor, (4,))
-    lora.add_lora(model, "g", r=4, alpha=16.0)
+    if vision:  # the mini grounding adapter also covers the vision blocks and mergers
+        lora.add_lora(model, "g", r=4, alpha=16.0, targets=lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
+        assert any(".visual." in name for name in lora.lora_layers(model))
+    else:
+        lora.add_lora(model, "g", r=4, alpha=16.0)
+        assert not any(".visual." in name for name in lora.lora_layers(model))
     randomise(model, "g", 5)
     ours = logits(model, batch)
     out = lora.save_adapter(model, "g", tmp_path / "g")
