@@ -158,7 +158,7 @@ def main(
     run_config = {**config.to_json(cfg), "task_levels": selection, "argv": sys.argv[1:]}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~report._umask())  # mkdtemp makes a private 0700 folder
+    os.chmod(tmp, 0o777 & ~report.umask())  # mkdtemp makes a private 0700 folder
     try:
         report.write_json(tmp / "summary.json", main_summary)
         report.write_jsonl(tmp / "cases.jsonl", rows)

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import typing
 from dataclasses import dataclass
 from pathlib import Path
+
+from puzzles.export import write_text
 
 TASKS = ("frozenlake", "maze", "minibehaviour")
 
@@ -230,8 +230,5 @@ def save(cfg, run_dir: str | Path) -> Path:
 
 
 def write_json_atomic(path: Path, data) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    write_text(path, json.dumps(data, indent=2))
     return path

@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.table import Table
 
+from puzzles.export import umask, write_text
+
 
 # ----------------------------------------------------------------------------- files
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_atomic(path: str | Path, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder + os.replace (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write `text` to `path` atomically (one implementation for the project: puzzles.export.write_text)."""
+    write_text(Path(path), text)
 
 
 def write_json(path: str | Path, obj) -> None:

@@ -61,14 +61,24 @@ def export(task: str, level: int, split: str, n: int, seed: int, size: int, out:
     return write_group(out, task, level, split, ((r, render_writer(t, r["state"], size)) for r in records))
 
 
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically (temp file in the same folder + os.replace)."""
+    """Write a text file atomically (temp file in the same folder + os.replace): never half-written.
+
+    The one atomic writer of the project (records, summaries, configs, metrics all go through it).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
