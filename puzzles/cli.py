@@ -16,9 +16,10 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from puzzles import SPLITS, get_task, make_record
+from puzzles import get_task, make_record
 from puzzles.benchmarks import IMPORTERS
 from puzzles.export import export as export_split, render_writer, write_group
+from puzzles.splits import check_request
 from puzzles.scoring import score as score_records, table
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -46,13 +47,7 @@ def export(
     out: Path = typer.Option(..., help="output folder"),
 ):
     """Write OUT/<task>/level<L>/<split>.jsonl and one PNG per puzzle."""
-    t = get_task(task)
-    if level not in t.levels:
-        raise ValueError(f"--level {level} is out of range for {task} ({t.levels.start}..{t.levels.stop - 1})")
-    if split not in SPLITS:
-        raise ValueError(f"--split must be one of {', '.join(SPLITS)}, got {split!r}")
-    if n <= 0:
-        raise ValueError(f"--n must be positive, got {n}")
+    check_request(task, level, split, n)  # before anything is written
     _check_size(size, level)
     _check_out(out)
     path = export_split(task, level, split, n, seed, size, out)

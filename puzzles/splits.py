@@ -43,12 +43,8 @@ def make_record(task, level: int, split: str, seed, state: dict, index: int) -> 
     }
 
 
-def make_split(task: str, level: int, split: str, n: int, seed: int, patience: int = 5_000) -> list[dict]:
-    """The first n distinct puzzles of `split` drawn from Random(f"{task}|{level}|{seed}").
-
-    Raises ValueError if `patience` draws in a row bring nothing new (the level is too small to
-    supply n distinct puzzles of this split).
-    """
+def check_request(task: str, level: int, split: str, n: int):
+    """The task of a request for n puzzles of (task, level, split); ValueError naming what is wrong."""
     from puzzles import get_task
 
     t = get_task(task)
@@ -58,6 +54,16 @@ def make_split(task: str, level: int, split: str, n: int, seed: int, patience: i
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     if n <= 0:
         raise ValueError(f"n must be positive, got {n}")
+    return t
+
+
+def make_split(task: str, level: int, split: str, n: int, seed: int, patience: int = 5_000) -> list[dict]:
+    """The first n distinct puzzles of `split` drawn from Random(f"{task}|{level}|{seed}").
+
+    Raises ValueError if `patience` draws in a row bring nothing new (the level is too small to
+    supply n distinct puzzles of this split).
+    """
+    t = check_request(task, level, split, n)
     rng = random.Random(f"{t.name}|{level}|{seed}")
     seen: set[str] = set()
     records, misses = [], 0
