@@ -63,7 +63,7 @@ class BaseConfig(Optim):
     steps: int = 2600  # ~43 min on a 2-core CPU
     batch_size: int = 32
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
-    image_frac: float = 0.1  # share of examples that carry an image (generic perception), the rest text-only
+    image_frac: float = 0.15  # share of examples that carry an image (generic perception), the rest text-only
     ckpt_every: int = 500
 
 

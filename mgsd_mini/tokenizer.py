@@ -13,6 +13,7 @@ Regenerate the shipped copy (`mgsd_mini/assets/tokenizer.json`) with `python -m 
 
 from __future__ import annotations
 
+import itertools
 import random
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from transformers import PreTrainedTokenizerFast
 from mgsd_mini import generic_images, prompts
 
 ASSET = Path(__file__).parent / "assets" / "tokenizer.json"
-VOCAB_SIZE = 640  # the BPE saturates below this (~600) on the puzzle corpus: every word is one token
+VOCAB_SIZE = 768  # room to spare: the BPE saturates near 650 on the puzzle corpus, so every word is one token
 PAD, EOS = "<|endoftext|>", "<|im_end|>"
 # Order fixes the ids 0..6 of the special tokens.
 SPECIAL_TOKENS = [PAD, "<|im_start|>", EOS, "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
@@ -51,6 +52,11 @@ def corpus(n_per_level: int = 4, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     texts = ["user assistant system", prompts.ANSWER_FORMAT, prompts.PERCEPTION_FORMAT, *prompts.RULES.values()]
     texts += ["0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 yes no none true false"]
+    # Every maze cell (a set of open sides) must be one token wherever it stands — at the start of a
+    # row or after a space — so a cell's column is a fixed token offset within its row. A handful of
+    # sampled mazes misses rare ones ("ULR" opening a row, " UDLR"), which BPE then splits into
+    # pieces and the planner has to count sub-tokens to find a cell.
+    texts += [f"{cell}\n {cell} {cell}" for cell in _maze_cells()]
     for name in puzzles.TASKS:
         task = puzzles.get_task(name)
         texts.append(" ".join(task.actions))
@@ -67,6 +73,14 @@ def corpus(n_per_level: int = 4, seed: int = 0) -> list[str]:
     for _ in range(200):  # stage 0's generic image captions (colour grids, shapes)
         texts.extend(generic_images.sample(rng)[1:])
     return texts
+
+
+def _maze_cells() -> list[str]:
+    """Every set of open sides (none included), written as the maze's symbolic text writes it."""
+    from puzzles.grid import MOVE_ORDER
+    from puzzles.maze import sides_text
+
+    return [sides_text(sides) for k in range(len(MOVE_ORDER) + 1) for sides in itertools.combinations(MOVE_ORDER, k)]
 
 
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE) -> PreTrainedTokenizerFast:

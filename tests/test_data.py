@@ -87,3 +87,19 @@ def test_collate_text_only_batch_has_no_image_tensors(processor):
     assert "pixel_values" not in batch and "image_grid_thw" not in batch
     with pytest.raises(ValueError):
         collate([], 0)
+
+
+@pytest.mark.parametrize("task", ["frozenlake", "maze", "minibehaviour"])
+def test_every_grid_cell_is_one_token(processor, task):
+    """A cell's column is a fixed token offset within its row: one token per cell, one per newline,
+    whatever the cell and wherever it stands (BPE must not split a rare maze cell like ' UDLR')."""
+    import random
+
+    import puzzles
+
+    t, rng = puzzles.get_task(task), random.Random(task)
+    for level in t.levels:
+        for _ in range(40):
+            rows = t.symbolic_text(t.generate(level, rng)).split("\n")[1:-1]  # the header and coordinates around the grid
+            grid = "\n".join(rows)
+            assert len(processor.tokenizer(grid)["input_ids"]) == len(grid.split()) + grid.count("\n"), grid
