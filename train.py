@@ -98,8 +98,9 @@ def main(
     run = _stage_runner(stage)
     try:
         result = run(cfg, run_dir, resume=resume)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: resume with  python train.py --stage {stage} --out {run_dir} --resume", err=True)
+    except KeyboardInterrupt as err:
+        saved = f" ({err.args[0]})" if err.args else ""
+        typer.echo(f"\ninterrupted{saved}: resume with  python train.py --stage {stage} --out {run_dir} --resume", err=True)
         raise typer.Exit(130)
     except (sft.TrainingDiverged, config.ConfigError, models.ModelLoadError, lora.AdapterError, checkpoint.CheckpointError) as err:
         _fail(str(err))

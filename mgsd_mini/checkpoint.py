@@ -5,19 +5,27 @@
         optimizer.safetensors    AdamW moments and step counters, keyed "<param index>.<name>"
         rng.safetensors          torch CPU (and CUDA) generator states
         state.json               step, optimizer param groups, scheduler, python RNG, config
+        manifest.json            byte size and sha256 of each file above (written last)
 
 Each checkpoint is written into a temporary directory and renamed into place, so a crash leaves the
-previous checkpoints intact and never a half-written one; the newest `keep` are kept.
+previous checkpoints intact and never a half-written one; the newest `keep` are kept. A checkpoint
+damaged later (a truncated copy, a flipped bit, a deleted file) fails its manifest check on load:
+`load_latest` reports it and falls back to the newest good one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import sys
 import random
 import re
 import shutil
+import signal
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -26,6 +34,7 @@ from safetensors.torch import load_file, save_file
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FILES = ("trainables.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
+MANIFEST = "manifest.json"
 
 
 class CheckpointError(ValueError):
@@ -76,7 +85,8 @@ def save_checkpoint(ckpt_dir, step: int, trainables: dict[str, torch.Tensor], op
         save_file({k: v.detach().cpu().contiguous() for k, v in trainables.items()}, str(tmp / FILES[0]))
         save_file(opt_tensors, str(tmp / FILES[1]))
         save_file(rng_tensors, str(tmp / FILES[2]))
-        (tmp / FILES[3]).write_text(json.dumps(state))  # written last
+        (tmp / FILES[3]).write_text(json.dumps(state))
+        (tmp / MANIFEST).write_text(json.dumps({f: _fingerprint(tmp / f) for f in FILES}))  # written last
         final = ckpt_dir / f"step-{step:06d}"
         if final.exists():  # re-saving the same step (e.g. after a resume): replace it
             shutil.rmtree(final)
@@ -98,21 +108,46 @@ def list_checkpoints(ckpt_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def _fingerprint(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def load_latest(ckpt_dir) -> dict | None:
-    """The newest checkpoint under ckpt_dir as a dict, or None if there is none.
+    """The newest readable checkpoint under ckpt_dir as a dict, or None if there is none.
 
     Keys: step, trainables {name: tensor}, optimizer (a torch optimizer state_dict), scheduler,
-    rng (for restore_rng), config, path. Raises CheckpointError if the newest one is unreadable.
+    rng (for restore_rng), config, path. A damaged checkpoint is reported on stderr and skipped for
+    the previous one; CheckpointError (naming the newest) if none is readable.
     """
-    checkpoints = list_checkpoints(ckpt_dir)
-    return load_checkpoint(checkpoints[-1]) if checkpoints else None
+    errors = []
+    for path in reversed(list_checkpoints(ckpt_dir)):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            print(f"warning: {err}; trying the previous checkpoint", file=sys.stderr)
+            errors.append(err)
+            continue
+        if errors:
+            print(f"resuming from {path.name}, the newest good checkpoint", file=sys.stderr)
+        return state
+    if errors:
+        raise errors[0]
+    return None
 
 
 def load_checkpoint(path) -> dict:
+    """One checkpoint directory, verified against its manifest (sizes, then sha256) before it is read."""
     path = Path(path)
-    missing = [f for f in FILES if not (path / f).is_file()]
+    missing = [f for f in (*FILES, MANIFEST) if not (path / f).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete (missing {', '.join(missing)}): delete it to resume from the previous one")
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+        damaged = [f for f in FILES if manifest.get(f) != _fingerprint(path / f)]
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+        damaged = [MANIFEST]
+    if damaged:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({', '.join(damaged)} fails the size/sha256 check): delete it to resume from the previous one")
     try:
         state = json.loads((path / FILES[3]).read_text())
         trainables = load_file(str(path / FILES[0]))
@@ -164,3 +199,31 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)
+
+
+class Interrupt:
+    """Set by the first Ctrl-C inside `interruptible()`: the loop finishes its step, checkpoints, stops."""
+
+    requested = False
+
+
+@contextmanager
+def interruptible():
+    """Turn the first SIGINT into a request to stop at the next step boundary (so the checkpoint
+    written then is consistent); a second Ctrl-C interrupts at once. A no-op off the main thread."""
+    flag = Interrupt()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:
+            raise KeyboardInterrupt
+        flag.requested = True
+        print("\ninterrupt: finishing this step and saving a checkpoint (Ctrl-C again to stop at once)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -89,6 +89,7 @@ class GroundingConfig(Optim):
     lora_vision: bool = True  # also adapt the vision blocks and merger (mini only; the paper freezes them)
     n_per_level: int = 200  # training puzzles per task and level
     levels: tuple[int, ...] = ()  # empty = every level of each task
+    eval_n: int = 50  # held-out test puzzles per task and level for the closing perception eval; 0 = skip
 
 
 @dataclass

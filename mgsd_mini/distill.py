@@ -44,7 +44,7 @@ from mgsd_mini import checkpoint, evaluate, lora, model as models, prompts, repo
 from mgsd_mini.config import ConfigError, DistillConfig, save as save_config, to_json
 from mgsd_mini.data import collate, encode_chat
 from mgsd_mini.generate import generate, prompt_positions, suppressed_token_ids
-from mgsd_mini.sft import TrainingDiverged, lr_factor, make_optimizer, named_trainables
+from mgsd_mini.sft import diverged, lr_factor, make_optimizer, named_trainables
 
 BANNED_LOGIT = -1e4  # finite "-inf": exp() underflows to exactly 0 without NaN in 0 * (-inf - -inf)
 
@@ -326,38 +326,41 @@ def run(cfg: DistillConfig, run_dir: Path, resume: bool = False) -> Path:
         log(record)
 
     bar = tqdm(total=cfg.steps, initial=start, desc="distill", unit="step", dynamic_ncols=True)
-    try:
-        for step in range(start, cfg.steps):
-            stats = distill_step(model, processor, step_records(pool, cfg, step), cfg, seed=cfg.seed * 1_000_003 + step)
-            t0 = time.perf_counter()
-            done = step + 1
-            if stats["tokens"] == 0:  # an all-masked batch: nothing to learn from, skip the update
-                grad_norm = 0.0
-            else:
-                if not math.isfinite(stats["loss"]):
-                    raise TrainingDiverged(_diverged(done, f"loss is {stats['loss']}", ckpt_dir))
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm))
-                if not math.isfinite(grad_norm):
-                    raise TrainingDiverged(_diverged(done, f"gradient norm is {grad_norm} (loss {stats['loss']:.4g})", ckpt_dir))
-                optimizer.step()
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
+    with checkpoint.interruptible() as interrupt:
+        try:
+            for step in range(start, cfg.steps):
+                stats = distill_step(model, processor, step_records(pool, cfg, step), cfg, seed=cfg.seed * 1_000_003 + step)
+                t0 = time.perf_counter()
+                done = step + 1
+                if stats["tokens"] == 0:  # an all-masked batch: nothing to learn from, skip the update
+                    grad_norm = 0.0
+                else:
+                    if not math.isfinite(stats["loss"]):
+                        raise diverged(done, f"loss is {stats['loss']}", ckpt_dir)
+                    grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm))
+                    if not math.isfinite(grad_norm):
+                        raise diverged(done, f"gradient norm is {grad_norm} (loss {stats['loss']:.4g})", ckpt_dir)
+                    optimizer.step()
+                lr = scheduler.get_last_lr()[0]
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                t_update = time.perf_counter() - t0
+                total = stats["t_generate"] + stats["t_score"] + t_update
+                record = {"step": done, **{k: round(v, 6) for k, v in stats.items()}, "t_update": round(t_update, 4),
+                          "tok_s": round(stats["tokens"] / total, 1), "lr": lr, "grad_norm": grad_norm}
+                maybe_validate(done, record)
+                log(record)
+                bar.update(1)
+                bar.set_postfix(kl=f"{stats['kl']:.4f}", succ=f"{stats['success']:.2f}", len=f"{stats['response_len']:.0f}",
+                                tok_s=f"{record['tok_s']:.0f}", **({"val": f"{record['val_macro']:.3f}"} if "val_macro" in record else {}))
+                if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
+                    checkpoint.save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler,
+                                               checkpoint.capture_rng(), to_json(cfg))
+                if interrupt.requested and done < cfg.steps:
+                    raise KeyboardInterrupt(f"checkpoint saved at step {done}")
+        finally:
+            bar.close()
             optimizer.zero_grad(set_to_none=True)
-            t_update = time.perf_counter() - t0
-            total = stats["t_generate"] + stats["t_score"] + t_update
-            record = {"step": done, **{k: round(v, 6) for k, v in stats.items()}, "t_update": round(t_update, 4),
-                      "tok_s": round(stats["tokens"] / total, 1), "lr": lr, "grad_norm": grad_norm}
-            maybe_validate(done, record)
-            log(record)
-            bar.update(1)
-            bar.set_postfix(kl=f"{stats['kl']:.4f}", succ=f"{stats['success']:.2f}", len=f"{stats['response_len']:.0f}",
-                            tok_s=f"{record['tok_s']:.0f}", **({"val": f"{record['val_macro']:.3f}"} if "val_macro" in record else {}))
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                checkpoint.save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler,
-                                           checkpoint.capture_rng(), to_json(cfg))
-    finally:
-        bar.close()
-        optimizer.zero_grad(set_to_none=True)
 
     last = lora.save_adapter(model, "distill", run_dir / "adapter-last")
     if best["step"] is None:  # no validation: the final adapter is the result
@@ -366,12 +369,6 @@ def run(cfg: DistillConfig, run_dir: Path, resume: bool = False) -> Path:
         print(f"distill: best validation macro success {best['val_macro']:.3f} at step {best['step']} -> {run_dir / 'adapter'} (last: {last})")
     plot_curves(metrics_path, run_dir / "curves.png")
     return run_dir / "adapter"
-
-
-def _diverged(step: int, what: str, ckpt_dir: Path) -> str:
-    good = checkpoint.list_checkpoints(ckpt_dir)
-    where = f"resume from {good[-1]} with a lower --lr" if good else "no checkpoint was written yet; lower --lr"
-    return f"distill step {step}: {what}; nothing was updated at this step; {where}"
 
 
 # ----------------------------------------------------------------------------- plot

@@ -15,6 +15,8 @@ import math
 import random
 from pathlib import Path
 
+import torch
+
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, prompts, report
 from mgsd_mini.config import GroundingConfig, save as save_config
@@ -56,11 +58,12 @@ def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
     return batches_fn
 
 
-def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False, eval_n: int = 50) -> Path:
+def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the grounding adapter; returns its directory (run_dir/adapter)."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
     model, processor = models.load(cfg.model, device=cfg.device, grad_ckpt=cfg.grad_ckpt)
+    torch.manual_seed(cfg.seed)  # the adapter's initial A: the same run twice gives the same adapter
     if cfg.lora_vision:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
     else:
@@ -74,8 +77,8 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False, eval_n: int =
     train_sft(model, batches, named_trainables(model), cfg, run_dir, resume=resume)
     adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
 
-    if eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
-        cases = evaluate.held_out_cases(task_levels(cfg), eval_n, "test", seed=cfg.seed)
+    if cfg.eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
+        cases = evaluate.held_out_cases(task_levels(cfg), cfg.eval_n, "test", seed=cfg.seed)
         summary, rows = evaluate.evaluate(model, processor, cases, "perception", batch_size=32, model_name=cfg.model, adapters=[str(adapter)])
         report.print_tables([summary])
         report.write_json(run_dir / "perception.json", summary)

@@ -33,6 +33,13 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN/inf; the message names the step and the checkpoint to resume from."""
 
 
+def diverged(step: int, what: str, ckpt_dir: Path) -> TrainingDiverged:
+    """The error for a non-finite step: what was non-finite, at which step, where to resume from."""
+    good = checkpoint.list_checkpoints(ckpt_dir)
+    where = f"resume from {good[-1]} with a lower --lr" if good else "no checkpoint was written yet; lower --lr"
+    return TrainingDiverged(f"step {step}: {what}; nothing was updated at this step; {where}")
+
+
 def lr_factor(step: int, cfg) -> float:
     """Multiplier of cfg.lr at optimizer step `step` (0-based) of cfg.steps."""
     total = cfg.steps
@@ -105,41 +112,42 @@ def train_sft(
     last = {"step": start, "loss": float("nan")}
     bar = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step", dynamic_ncols=True)
     t0 = time.time()
-    try:
-        for step in range(start, cfg.steps):
-            batches = [_to(batches_fn(step * cfg.grad_accum + micro), device) for micro in range(cfg.grad_accum)]
-            n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
-            total = 0.0
-            for batch in batches:
-                loss_sum, _ = sft_loss_sum(model, batch)
-                (loss_sum / max(1, n_tokens)).backward()
-                total += loss_sum.item()
-            loss = total / max(1, n_tokens)
-            if not math.isfinite(loss):
+    with checkpoint.interruptible() as interrupt:
+        try:
+            for step in range(start, cfg.steps):
+                batches = [_to(batches_fn(step * cfg.grad_accum + micro), device) for micro in range(cfg.grad_accum)]
+                n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+                total = 0.0
+                for batch in batches:
+                    loss_sum, _ = sft_loss_sum(model, batch)
+                    (loss_sum / max(1, n_tokens)).backward()
+                    total += loss_sum.item()
+                loss = total / max(1, n_tokens)
+                grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
+                if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # never step on a NaN: stop, weights untouched
+                    what = f"loss is {loss}" if not math.isfinite(loss) else f"gradient norm is {float(grad_norm)} (loss {loss:.4g})"
+                    raise diverged(step + 1, what, ckpt_dir)
+                lr = scheduler.get_last_lr()[0]
+                optimizer.step()
+                scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                good = checkpoint.list_checkpoints(ckpt_dir)
-                where = f"resume from {good[-1]}" if good else "no checkpoint was written yet"
-                raise TrainingDiverged(f"loss is {loss} at step {step + 1}: lower the learning rate; {where}")
-            grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
-            lr = scheduler.get_last_lr()[0]
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            done = step + 1
-            last = {"step": done, "loss": loss}
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-            if done % cfg.log_every == 0 or done == cfg.steps:
-                record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
-                with metrics_path.open("a") as f:
-                    f.write(json.dumps(record) + "\n")
-            if done % cfg.ckpt_every == 0 or done == cfg.steps:
-                checkpoint.save_checkpoint(
-                    ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, checkpoint.capture_rng(), to_json(cfg)
-                )
-    finally:
-        bar.close()
-        model.eval()
+                done = step + 1
+                last = {"step": done, "loss": loss}
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
+                    with metrics_path.open("a") as f:
+                        f.write(json.dumps(record) + "\n")
+                if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
+                    checkpoint.save_checkpoint(
+                        ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, checkpoint.capture_rng(), to_json(cfg)
+                    )
+                if interrupt.requested and done < cfg.steps:
+                    raise KeyboardInterrupt(f"checkpoint saved at step {done}")
+        finally:
+            bar.close()
+            model.eval()
     return last
 
 

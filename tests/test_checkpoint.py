@@ -61,16 +61,47 @@ def test_keeps_newest_and_ignores_temporaries(tmp_path):
     assert checkpoint.load_latest(tmp_path)["step"] == 6
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage_json", "missing_file"])
-def test_damaged_checkpoint_raises_clear_error(tmp_path, damage):
-    net, opt, sched = trained_toy(0)
-    path = checkpoint.save_checkpoint(tmp_path, 1, dict(net.named_parameters()), opt, sched, checkpoint.capture_rng(), {})
+DAMAGES = ["truncate", "flip_one_byte", "garbage_json", "missing_file", "garbage_manifest"]
+
+
+def damage_checkpoint(path, damage):
     if damage == "truncate":
         f = path / "optimizer.safetensors"
         f.write_bytes(f.read_bytes()[:40])
+    elif damage == "flip_one_byte":  # same size, still valid safetensors: only the hash can tell
+        f = path / "trainables.safetensors"
+        data = bytearray(f.read_bytes())
+        data[-1] ^= 0x01
+        f.write_bytes(bytes(data))
     elif damage == "garbage_json":
         (path / "state.json").write_text("{not json")
-    else:
+    elif damage == "missing_file":
         (path / "rng.safetensors").unlink()
+    else:
+        (path / "manifest.json").write_text("\x00" * 7)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_checkpoint_raises_clear_error(tmp_path, damage):
+    net, opt, sched = trained_toy(0)
+    path = checkpoint.save_checkpoint(tmp_path, 1, dict(net.named_parameters()), opt, sched, checkpoint.capture_rng(), {})
+    damage_checkpoint(path, damage)
     with pytest.raises(CheckpointError, match="step-000001.*(corrupt or truncated|incomplete).*delete it"):
         checkpoint.load_latest(tmp_path)
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_damaged_newest_checkpoint_falls_back_to_the_previous(tmp_path, damage, capsys):
+    net, opt, sched = trained_toy(0)
+    params = dict(net.named_parameters())
+    checkpoint.save_checkpoint(tmp_path, 2, params, opt, sched, checkpoint.capture_rng(), {})
+    good = {n: p.detach().clone() for n, p in params.items()}
+    with torch.no_grad():
+        for p in params.values():
+            p.add_(1.0)
+    newest = checkpoint.save_checkpoint(tmp_path, 4, params, opt, sched, checkpoint.capture_rng(), {})
+    damage_checkpoint(newest, damage)
+    state = checkpoint.load_latest(tmp_path)
+    assert state["step"] == 2 and all(torch.equal(state["trainables"][n], t) for n, t in good.items())
+    err = capsys.readouterr().err
+    assert "step-000004" in err and "resuming from step-000002" in err

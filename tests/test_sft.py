@@ -114,7 +114,7 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
                 layer.lora_B["g"].weight.data.fill_(float("nan"))
         return batches(i)
 
-    with pytest.raises(TrainingDiverged, match="at step 4.*step-000002"):
+    with pytest.raises(TrainingDiverged, match="step 4: loss is nan.*step-000002"):
         train_sft(model, poisoned, named_trainables(model), cfg, tmp_path)
     state = checkpoint.load_latest(tmp_path / "checkpoints")
     assert state["step"] == 2 and all(torch.isfinite(t).all() for t in state["trainables"].values())

@@ -84,9 +84,9 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
 def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_dir):
     cfg = config.resolve("grounding", "mini", {
         "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
-        "steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "lora_r": 4, "log_every": 1, "ckpt_every": 100,
+        "steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "lora_r": 4, "log_every": 1, "ckpt_every": 100, "eval_n": 2,
     })
-    adapter = grounding.run(cfg, tmp_path, eval_n=2)
+    adapter = grounding.run(cfg, tmp_path)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
     summary = json.loads((tmp_path / "perception.json").read_text())
