@@ -6,7 +6,7 @@ perception Q&A, and verifies plans with the one set of rules used by training an
 
 from __future__ import annotations
 
-from puzzles.base import ILLEGAL_KINDS, Outcome, Task
+from puzzles.base import ILLEGAL_KINDS, RESTATE, Outcome, Task
 from puzzles.frozenlake import TASK as _FROZENLAKE
 from puzzles.maze import TASK as _MAZE
 from puzzles.minibehaviour import TASK as _MINIBEHAVIOUR
@@ -28,5 +28,5 @@ def check(task: str | Task, state: dict, response: str) -> Outcome:
     return task.verify(state, parse_answer(response, task))
 
 
-__all__ = ["TASKS", "SPLITS", "ILLEGAL_KINDS", "Task", "Outcome", "get_task", "check", "parse_answer",
+__all__ = ["TASKS", "SPLITS", "ILLEGAL_KINDS", "RESTATE", "Task", "Outcome", "get_task", "check", "parse_answer",
            "score_perception", "make_split", "make_record", "split_of"]

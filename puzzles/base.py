@@ -38,6 +38,12 @@ class Outcome:
 PARSE_FAILURE = Outcome(parse_ok=False, success=False, optimal=False, illegal=None, steps=0, n_actions=0)
 
 
+# The first perception question of every task: the whole symbolic state, exactly as the teacher reads
+# it and as a planning response restates it (the one multi-line answer). Grounding on it teaches the
+# student the very transcription it must write, from the image, before each plan.
+RESTATE = "Restate the state ."
+
+
 class Task(Protocol):
     name: str
     levels: range

@@ -11,7 +11,7 @@ import random
 
 from PIL import Image
 
-from puzzles.base import GridTask
+from puzzles.base import RESTATE, GridTask
 from puzzles.grid import MOVE_ORDER, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, step
 from puzzles.render import Canvas
 
@@ -88,6 +88,7 @@ class FrozenLake(GridTask):
     def perception(self, state: dict) -> list[tuple[str, str]]:
         n = state["size"]
         return [
+            (RESTATE, self.symbolic_text(state)),
             ("what is the grid size ?", f"{n}x{n}"),
             ("where is the start ?", cell_text(state["start"])),
             ("where is the goal ?", cell_text(state["goal"])),

@@ -12,7 +12,7 @@ import random
 
 from PIL import Image
 
-from puzzles.base import GridTask
+from puzzles.base import RESTATE, GridTask
 from puzzles.grid import MOVE_ORDER, as_cell, cell_text, in_grid, manhattan_plan, step
 from puzzles.render import Canvas
 
@@ -104,12 +104,13 @@ class Maze(GridTask):
 
     def perception(self, state: dict) -> list[tuple[str, str]]:
         n = state["size"]
-        qa = [("what is the grid size ?", f"{n}x{n}"),
-              ("where is the start ?", cell_text(state["start"])),
-              ("where is the target ?", cell_text(state["target"]))]
-        qa += [(f"which directions are open in row {i} ?", " ".join(row)) for i, row in enumerate(state["open"])]
-        qa.append(("which moves are legal from the start ?", " ".join(self.legal_from_start(state)) or "none"))
-        return qa
+        return [  # the restatement carries the open sides of every cell, row by row
+            (RESTATE, self.symbolic_text(state)),
+            ("what is the grid size ?", f"{n}x{n}"),
+            ("where is the start ?", cell_text(state["start"])),
+            ("where is the target ?", cell_text(state["target"])),
+            ("which moves are legal from the start ?", " ".join(self.legal_from_start(state)) or "none"),
+        ]
 
     def render(self, state: dict, size: int) -> Image.Image:
         n = state["size"]

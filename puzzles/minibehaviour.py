@@ -14,7 +14,7 @@ import random
 
 from PIL import Image
 
-from puzzles.base import GridTask
+from puzzles.base import RESTATE, GridTask
 from puzzles.grid import as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, neighbours, step
 from puzzles.render import Canvas
 
@@ -123,6 +123,7 @@ class MiniBehaviour(GridTask):
         table = sorted(map(tuple, state["table"]))
         near_printer, near_table = self.adjacent(state)
         return [
+            (RESTATE, self.symbolic_text(state)),
             ("what is the room size ?", f"{n}x{n}"),
             ("where is the agent ?", cell_text(state["agent"])),
             ("where is the printer ?", cell_text(state["printer"])),

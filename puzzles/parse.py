@@ -1,12 +1,16 @@
 """Reading model answers: the plan inside the last <answer>...</answer> block, and perception scoring.
 
 Both run in time linear in the response length and never raise: they read untrusted model output.
+A response longer than MAX_RESPONSE_CHARS is not read at all (a parse failure, a wrong perception
+answer), which bounds the time per response to a few milliseconds whatever a model emits.
 """
 
 from __future__ import annotations
 
 import re
 
+# 4x the longest response the presets generate (2,048 tokens of ~2 characters each).
+MAX_RESPONSE_CHARS = 16_384
 _TAG = re.compile(r"<(/?)answer>", re.IGNORECASE)
 # Separators between action tokens: whitespace, punctuation, arrows, dashes, brackets, quotes.
 _SEP = re.compile(r"[\s,;:.!?\-\u2010-\u2015>\u2192\u21d2\u27f6=|/\\\[\](){}'\"`*+]+")
@@ -37,7 +41,8 @@ def parse_answer(response: str, task) -> list[str] | None:
         from puzzles import get_task
 
         task = get_task(task) if isinstance(task, str) else task
-        block = answer_block(response) if isinstance(response, str) else None
+        readable = isinstance(response, str) and len(response) <= MAX_RESPONSE_CHARS
+        block = answer_block(response) if readable else None
         if block is None:
             return None
         actions: list[str] = []
@@ -67,6 +72,8 @@ def normalise(text: str) -> str:
 def score_perception(gold: str, response: str) -> bool:
     """Exact match of a perception answer (the <answer> block if present) after normalise()."""
     try:
+        if len(response) > MAX_RESPONSE_CHARS:
+            return False
         block = answer_block(response)
         return normalise(response if block is None else block) == normalise(gold)
     except Exception:

@@ -145,7 +145,7 @@ def state_from_perception(name, qa):
     if name == "maze":
         n = int(a["what is the grid size ?"].split("x")[0])
         return {"size": n, "start": _cells(a["where is the start ?"])[0], "target": _cells(a["where is the target ?"])[0],
-                "open": [a[f"which directions are open in row {i} ?"].split() for i in range(n)]}
+                "open": [row.split() for row in a[puzzles.RESTATE].split("\n")[1:n + 1]]}
     n = int(a["what is the room size ?"].split("x")[0])
     (r0, c0), (r1, c1) = _cells(a["where is the table ?"])
     return {"size": n, "agent": _cells(a["where is the agent ?"])[0], "printer": _cells(a["where is the printer ?"])[0],
@@ -159,7 +159,9 @@ def test_perception_answers_determine_the_state(name):
         state = task.generate(rng.choice(task.levels), rng)
         qa = task.perception(state)
         assert 4 <= len(qa) <= 10 and len({q for q, _ in qa}) == len(qa)
-        assert all(isinstance(x, str) and x and "\n" not in x for pair in qa for x in pair)
+        assert all(isinstance(x, str) and x for pair in qa for x in pair)
+        assert qa[0] == (puzzles.RESTATE, task.symbolic_text(state))  # the one multi-line answer
+        assert all("\n" not in x for pair in qa[1:] for x in pair)
         assert task.canonical(state_from_perception(name, qa)) == task.canonical(state)
         legal = dict(qa)[qa[-1][0]].split()
         assert legal == [x for x in task.actions if task.verify(state, [x]).illegal is None] or legal == ["none"]
