@@ -109,6 +109,11 @@ def main(
         _fail(f"output {out} already exists and is not an empty folder: choose another --out or remove it")
     if json_out is not None and json_out.is_dir():
         _fail(f"--json {json_out} is a folder: give a file path")
+    try:  # fail now, not after the evaluation, if the output cannot be written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryDirectory(dir=out.parent).cleanup()
+    except OSError as err:
+        _fail(f"cannot create {out}: {err.strerror} ({err.filename})")
     specs = [(cfg.model, list(cfg.adapters))] + [_model_spec(s) for s in cfg.compare]
     for _, adapters in specs:
         for a in adapters:

@@ -93,7 +93,7 @@ def main(
     except OSError as err:
         _fail(f"cannot create {run_dir}: {err.strerror}")
 
-    from mgsd_mini import checkpoint, lora, model as models, sft
+    from mgsd_mini import checkpoint, evaluate, lora, model as models, sft
 
     run = _stage_runner(stage)
     try:
@@ -102,7 +102,8 @@ def main(
         saved = f" ({err.args[0]})" if err.args else ""
         typer.echo(f"\ninterrupted{saved}: resume with  python train.py --stage {stage} --out {run_dir} --resume", err=True)
         raise typer.Exit(130)
-    except (sft.TrainingDiverged, config.ConfigError, models.ModelLoadError, lora.AdapterError, checkpoint.CheckpointError) as err:
+    except (sft.TrainingDiverged, config.ConfigError, models.ModelLoadError, lora.AdapterError, checkpoint.CheckpointError,
+            evaluate.EvalInputError) as err:
         _fail(str(err))
     typer.echo(f"{stage}: done -> {result}")
 

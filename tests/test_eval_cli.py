@@ -122,6 +122,12 @@ def test_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     assert not (tmp_path / "run").exists()
 
 
+def test_output_under_a_file_fails_before_evaluating(tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    _assert_user_error(_run(*FAST, "--out", tmp_path / "file" / "run"), "cannot create")
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
 def test_not_a_model_dir_and_broken_benchmark_image(tmp_path):
     (tmp_path / "notamodel").mkdir()
     (tmp_path / "notamodel" / "weights.txt").write_text("x")

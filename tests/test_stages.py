@@ -107,6 +107,9 @@ def _train(*args):
     (["--stage", "grounding", "--lr", "fast"], ["--lr expects float"]),
     (["--stage", "grounding", "stray"], ["unexpected argument"]),
     (["--stage", "grounding", "--model", "/nonexistent/model"], ["/nonexistent/model"]),
+    (["--stage", "grounding", "--n-per-level", "0"], ["--n-per-level must be at least 1"]),
+    (["--stage", "distill", "--batch-size", "-4"], ["--batch-size must be at least 1"]),
+    (["--stage", "grounding", "--levels", "99"], ["no valid level"]),
 ])
 def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     r = _train(*args, "--out", tmp_path / "run")
@@ -114,6 +117,13 @@ def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.py: error:") and "Traceback" not in r.output
     assert all(w in lines[0] for w in words), lines[0]
+
+
+def test_train_output_under_a_file_is_one_line_and_nothing_is_touched(tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    r = _train("--stage", "grounding", "--out", tmp_path / "file" / "run")
+    assert r.exit_code == 2 and "cannot create" in r.stderr and "Traceback" not in r.output
+    assert (tmp_path / "file").read_text() == "keep me"
 
 
 def test_train_refuses_a_busy_run_dir_and_a_resume_of_nothing(tmp_path):
