@@ -40,8 +40,8 @@ def smoke(command: str) -> str:
 
 def main(which: str) -> int:
     blocks = quickstart_blocks((ROOT / "README.md").read_text())
-    commands = blocks[0] if which == "install" else [smoke(c) for c in blocks[1]]
-    for command in commands:
+    for command in blocks[0] if which == "install" else blocks[1]:
+        command = command if which == "install" else smoke(command)  # at run time: <timestamp> = the newest run so far
         print(f"+ {command}", flush=True)
         rc = subprocess.call(shlex.split(command), cwd=ROOT)
         if rc != 0:
