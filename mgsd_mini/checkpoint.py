@@ -18,11 +18,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import random
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -30,7 +30,9 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_safetensors, save_file
+
+from mgsd_mini.config import to_json
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 FILES = ("trainables.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json")
@@ -86,7 +88,7 @@ def save_checkpoint(ckpt_dir, step: int, trainables: dict[str, torch.Tensor], op
         save_file(opt_tensors, str(tmp / FILES[1]))
         save_file(rng_tensors, str(tmp / FILES[2]))
         (tmp / FILES[3]).write_text(json.dumps(state))
-        (tmp / MANIFEST).write_text(json.dumps({f: _fingerprint(tmp / f) for f in FILES}))  # written last
+        (tmp / MANIFEST).write_text(json.dumps({f: _fingerprint((tmp / f).read_bytes()) for f in FILES}))  # written last
         final = ckpt_dir / f"step-{step:06d}"
         if final.exists():  # re-saving the same step (e.g. after a resume): replace it
             shutil.rmtree(final)
@@ -108,8 +110,8 @@ def list_checkpoints(ckpt_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def _fingerprint(path: Path) -> dict:
-    return {"bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+def _fingerprint(data: bytes) -> dict:
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def load_latest(ckpt_dir) -> dict | None:
@@ -141,19 +143,18 @@ def load_checkpoint(path) -> dict:
     missing = [f for f in (*FILES, MANIFEST) if not (path / f).is_file()]
     if missing:
         raise CheckpointError(f"checkpoint {path} is incomplete (missing {', '.join(missing)}): delete it to resume from the previous one")
-    try:
+    try:  # each file is read once: its bytes are checked, then deserialised
+        data = {f: (path / f).read_bytes() for f in FILES}
         manifest = json.loads((path / MANIFEST).read_text())
-        damaged = [f for f in FILES if manifest.get(f) != _fingerprint(path / f)]
+        damaged = [f for f in FILES if manifest.get(f) != _fingerprint(data[f])]
     except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         damaged = [MANIFEST]
     if damaged:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({', '.join(damaged)} fails the size/sha256 check): delete it to resume from the previous one")
     try:
-        state = json.loads((path / FILES[3]).read_text())
-        trainables = load_file(str(path / FILES[0]))
-        opt_tensors = load_file(str(path / FILES[1]))
-        rng_tensors = load_file(str(path / FILES[2]))
-    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError, OSError) as err:
+        state = json.loads(data[FILES[3]])
+        trainables, opt_tensors, rng_tensors = (load_safetensors(data[f]) for f in FILES[:3])
+    except (json.JSONDecodeError, UnicodeDecodeError, SafetensorError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(err).__name__}): delete it to resume from the previous one") from None
     opt_state: dict[int, dict] = {}
     for key, value in list(opt_tensors.items()) + list(state["optimizer_scalars"].items()):
@@ -199,6 +200,15 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(line + "\n" for line in keep))
     tmp.replace(path)
+
+
+def end_of_step(ckpt_dir, done: int, cfg, params: dict, optimizer, scheduler, interrupt: "Interrupt") -> None:
+    """After optimizer step `done`: checkpoint when due (every cfg.ckpt_every steps, the last step) or
+    when Ctrl-C asked to stop, then stop if it did. Shared by the SFT and distillation loops."""
+    if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
+        save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, capture_rng(), to_json(cfg))
+    if interrupt.requested and done < cfg.steps:
+        raise KeyboardInterrupt(f"checkpoint saved at step {done}")
 
 
 class Interrupt:

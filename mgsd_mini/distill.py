@@ -41,7 +41,7 @@ from tqdm import tqdm
 import kernels
 import puzzles
 from mgsd_mini import checkpoint, evaluate, lora, model as models, prompts, report
-from mgsd_mini.config import ConfigError, DistillConfig, save as save_config, to_json
+from mgsd_mini.config import ConfigError, DistillConfig, save as save_config
 from mgsd_mini.data import collate, encode_chat
 from mgsd_mini.generate import generate, prompt_positions, suppressed_token_ids
 from mgsd_mini.sft import diverged, lr_factor, make_optimizer, named_trainables
@@ -353,11 +353,7 @@ def run(cfg: DistillConfig, run_dir: Path, resume: bool = False) -> Path:
                 bar.update(1)
                 bar.set_postfix(kl=f"{stats['kl']:.4f}", succ=f"{stats['success']:.2f}", len=f"{stats['response_len']:.0f}",
                                 tok_s=f"{record['tok_s']:.0f}", **({"val": f"{record['val_macro']:.3f}"} if "val_macro" in record else {}))
-                if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
-                    checkpoint.save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler,
-                                               checkpoint.capture_rng(), to_json(cfg))
-                if interrupt.requested and done < cfg.steps:
-                    raise KeyboardInterrupt(f"checkpoint saved at step {done}")
+                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt)
         finally:
             bar.close()
             optimizer.zero_grad(set_to_none=True)

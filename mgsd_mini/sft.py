@@ -26,7 +26,6 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mgsd_mini import checkpoint
-from mgsd_mini.config import to_json
 
 
 class TrainingDiverged(RuntimeError):
@@ -139,12 +138,7 @@ def train_sft(
                     record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-                if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
-                    checkpoint.save_checkpoint(
-                        ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, checkpoint.capture_rng(), to_json(cfg)
-                    )
-                if interrupt.requested and done < cfg.steps:
-                    raise KeyboardInterrupt(f"checkpoint saved at step {done}")
+                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt)
         finally:
             bar.close()
             model.eval()

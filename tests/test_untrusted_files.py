@@ -36,7 +36,7 @@ def test_a_pickle_checkpoint_with_a_matching_manifest_is_refused(tmp_path):
         malicious(step, name)
     (step / "state.json").write_text(json.dumps({"step": 1}))
     # The attacker also forges the manifest, so only the safetensors reader stands in the way.
-    (step / checkpoint.MANIFEST).write_text(json.dumps({f: checkpoint._fingerprint(step / f) for f in checkpoint.FILES}))
+    (step / checkpoint.MANIFEST).write_text(json.dumps({f: checkpoint._fingerprint((step / f).read_bytes()) for f in checkpoint.FILES}))
     with pytest.raises(checkpoint.CheckpointError, match="corrupt or truncated"):
         checkpoint.load_latest(tmp_path / "checkpoints")
     assert not (step / MARKER).exists()
