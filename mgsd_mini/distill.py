@@ -79,12 +79,13 @@ def step_records(pool: list[dict], cfg: DistillConfig, step: int) -> list[dict]:
 def encode_prompts(processor, records: list[dict], reference_plan: bool) -> tuple[list[dict], list[dict]]:
     """(student examples [image], teacher examples [symbolic text]) for `records`, unpadded."""
     students, teachers = [], []
+    instructions = prompts.instructed(processor)
     for rec in records:
         task, level, state = rec["task"], int(rec["level"]), rec["state"]
         image = puzzles.get_task(task).render(state, models.image_size(processor, task, level))
-        students.append(encode_chat(processor, prompts.student_prompt(task), [image], add_generation_prompt=True))
+        students.append(encode_chat(processor, prompts.student_prompt(task, instructions), [image], add_generation_prompt=True))
         plan = rec["optimal_plan"] if reference_plan else None
-        teachers.append(encode_chat(processor, prompts.teacher_prompt(task, state, plan), None, add_generation_prompt=True))
+        teachers.append(encode_chat(processor, prompts.teacher_prompt(task, state, plan, instructions), None, add_generation_prompt=True))
     return students, teachers
 
 

@@ -146,18 +146,18 @@ def build_prompts(cases: list[dict], mode: str, processor) -> list[dict]:
     """One prompt per case (image/text) or per perception question: messages, images, bookkeeping."""
     if mode not in MODES:
         raise EvalInputError(f"unknown mode '{mode}': choose one of {', '.join(MODES)}")
-    items = []
+    items, instructions = [], prompts.instructed(processor)
     for i, case in enumerate(cases):
         task, level = case["task"], int(case["level"])
         if mode == "text":
-            items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"]), "images": None})
+            items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"], instructions=instructions), "images": None})
             continue
         image = case_image(case, image_size(processor, task, level))
         if mode == "image":
-            items.append({"case": i, "messages": prompts.student_prompt(task), "images": [image]})
+            items.append({"case": i, "messages": prompts.student_prompt(task, instructions), "images": [image]})
         else:
             for q in _perception(case):
-                items.append({"case": i, "messages": prompts.perception_prompt(task, q["question"]), "images": [image],
+                items.append({"case": i, "messages": prompts.perception_prompt(task, q["question"], instructions), "images": [image],
                               "question": q["question"], "gold": q["answer"]})
     return items
 

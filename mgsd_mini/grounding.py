@@ -30,7 +30,7 @@ def task_levels(cfg) -> dict[str, list[int]]:
 
 def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
     """One encoded example per (train puzzle, perception question)."""
-    examples = []
+    examples, instructions = [], prompts.instructed(processor)
     for task, levels in task_levels(cfg).items():
         t = puzzles.get_task(task)
         for level in levels:
@@ -38,7 +38,7 @@ def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
             for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
                 image = t.render(record["state"], size)
                 for qa in record["perception"]:
-                    prompt = prompts.perception_prompt(task, qa["question"])
+                    prompt = prompts.perception_prompt(task, qa["question"], instructions)
                     examples.append(encode_sft(processor, prompt, qa["answer"], [image]))
     if not examples:
         raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")

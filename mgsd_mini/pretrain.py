@@ -3,10 +3,10 @@
 The real Qwen3-VL-4B already plans from text and reads puzzle images badly. The mini model must be
 made into such a base first (DESIGN §4), from two streams of examples, drawn afresh every step:
 
-- text planning (most batches): the teacher prompt without a reference plan — instruction + the
-  symbolic state — answered by the restated state and `<answer>optimal plan</answer>`, the very
+- text planning (most batches): the teacher prompt without a reference plan and, for the mini
+  model, without instructions — task name + symbolic state — answered by the restated state and `<answer>optimal plan</answer>`, the very
   response format the student will later produce from the image. Train-split puzzles only.
-- generic images (`image_frac` of the batches): colour grids and shapes with captions
+- generic images (the first `vision_steps` steps, then `image_frac` of the batches): colour grids and shapes with captions
   (`generic_images.py`), so the vision pathway is trained without ever seeing a puzzle image.
 
 Each micro-batch holds one kind and one (task, level), so its sequences have similar lengths and
@@ -40,7 +40,7 @@ def planning_example(processor, task: str, level: int, rng: random.Random) -> di
     """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan."""
     state = train_puzzle(task, level, rng)
     plan = puzzles.get_task(task).solve(state)
-    return encode_sft(processor, prompts.teacher_prompt(task, state), prompts.response(task, state, plan), None)
+    return encode_sft(processor, prompts.teacher_prompt(task, state, instructions=False), prompts.response(task, state, plan), None)
 
 
 def generic_image_example(processor, rng: random.Random) -> dict:
@@ -61,7 +61,7 @@ def make_batches(processor, cfg: BaseConfig):
 
     def batches_fn(i: int) -> dict:
         rng = random.Random(f"base|{cfg.seed}|{i}")
-        if rng.random() < cfg.image_frac:
+        if i // cfg.grad_accum < cfg.vision_steps or rng.random() < cfg.image_frac:
             examples = [generic_image_example(processor, rng) for _ in range(cfg.batch_size)]
         else:
             task, level = rng.choices(pairs, weights)[0]

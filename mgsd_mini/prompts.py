@@ -21,15 +21,26 @@ from __future__ import annotations
 
 import puzzles
 
-# One terse line of rules per task, so a model that has never seen the puzzle knows what the actions
-# do. Terse on purpose: the mini model pays for every prompt token on a CPU.
+# Instructions for a model that has never seen the puzzles (the Qwen backbones): the symbols of the
+# state text, and what the actions do. The mini model gets none of them (`instructed`): pretrained
+# from scratch on the task name + state, it has no use for words it never learned, and dropping them
+# almost halves its sequences, which on a CPU is almost half the cost of every step.
 RULES = {
-    "frozenlake": "Go from S to G ; never enter a hole H or leave the grid . Actions : U D L R .",
-    "maze": "Go from start to target through open sides only . Actions : U D L R .",
-    "minibehaviour": "PICK the printer from next to it , then DROP it next to the table ; both block moves . Actions : U D L R PICK DROP .",
+    "frozenlake": "S start , G goal , H hole , . frozen . Go from S to G ; never enter a hole or leave the grid . "
+                  "Actions : U D L R .",
+    "maze": "Each cell lists its open sides . Go from start to target through open sides only . Actions : U D L R .",
+    "minibehaviour": "A agent , P printer , T table , . floor . PICK the printer from next to it , then DROP it "
+                     "next to the table ; both block moves . Actions : U D L R PICK DROP .",
 }
 ANSWER_FORMAT = "Restate the state , then plan inside <answer> </answer> ."
 PERCEPTION_FORMAT = "Answer with the exact value only ."
+# The mini tokenizer has a few hundred puzzle words; every real backbone has far more.
+MINI_VOCAB_LIMIT = 4096
+
+
+def instructed(processor) -> bool:
+    """Whether a model's prompts carry the instructions: yes for every backbone but the mini model."""
+    return len(processor.tokenizer) > MINI_VOCAB_LIMIT
 
 
 def plan_text(actions: list[str]) -> str:
@@ -42,18 +53,21 @@ def response(task: str, state: dict, plan: list[str]) -> str:
     return f"{puzzles.get_task(task).symbolic_text(state)}\n<answer>{plan_text(plan)}</answer>"
 
 
-def student_prompt(task: str) -> list[dict]:
+def student_prompt(task: str, instructions: bool = True) -> list[dict]:
     """Chat messages of x_S: the instruction and the image (passed to the processor separately)."""
-    text = f"Solve this {task} puzzle shown in the image . {RULES[task]} {ANSWER_FORMAT}"
+    text = f"Solve this {task} puzzle shown in the image . {RULES[task]} {ANSWER_FORMAT}" if instructions else task
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = None) -> list[dict]:
+def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = None,
+                   instructions: bool = True) -> list[dict]:
     """Chat messages of x_T: the instruction, the symbolic state and, optionally, the reference plan."""
-    text = f"Solve this {task} puzzle . {RULES[task]}\n{puzzles.get_task(task).symbolic_text(state)}\n"
+    head = f"Solve this {task} puzzle . {RULES[task]}" if instructions else task
+    text = f"{head}\n{puzzles.get_task(task).symbolic_text(state)}"
     if reference_plan is not None:
-        text += f"Reference plan : {plan_text(reference_plan)}\n"
-    text += ANSWER_FORMAT
+        text += f"\nReference plan : {plan_text(reference_plan)}"
+    if instructions:
+        text += f"\n{ANSWER_FORMAT}"
     return [{"role": "user", "content": [{"type": "text", "text": text}]}]
 
 
@@ -62,9 +76,10 @@ def image_question(text: str) -> list[dict]:
     return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 
 
-def perception_prompt(task: str, question: str) -> list[dict]:
+def perception_prompt(task: str, question: str, instructions: bool = True) -> list[dict]:
     """Chat messages of one perception question about the puzzle image."""
-    return image_question(f"This is a {task} puzzle . {question} {PERCEPTION_FORMAT}")
+    return image_question(f"This is a {task} puzzle . {question} {PERCEPTION_FORMAT}" if instructions
+                          else f"{task} {question}")
 
 
 def with_response(messages: list[dict], text: str) -> list[dict]:

@@ -64,12 +64,13 @@ def corpus(n_per_level: int = 4, seed: int = 0) -> list[str]:
             for _ in range(n_per_level):
                 state = task.generate(level, rng)
                 plan = task.solve(state)
-                texts.append(prompts.teacher_prompt(name, state, plan)[0]["content"][0]["text"])
                 texts.append(prompts.response(name, state, plan))
-                texts.append(prompts.student_prompt(name)[0]["content"][1]["text"])
-                for question, answer in task.perception(state):
-                    texts.append(prompts.perception_prompt(name, question)[0]["content"][1]["text"])
-                    texts.append(str(answer))
+                for instructions in (True, False):
+                    texts.append(prompts.teacher_prompt(name, state, plan, instructions)[0]["content"][0]["text"])
+                    texts.append(prompts.student_prompt(name, instructions)[0]["content"][1]["text"])
+                    for question, answer in task.perception(state):
+                        texts.append(prompts.perception_prompt(name, question, instructions)[0]["content"][1]["text"])
+                        texts.append(str(answer))
     for _ in range(200):  # stage 0's generic image captions (colour grids, shapes)
         texts.extend(generic_images.sample(rng)[1:])
     return texts

@@ -80,9 +80,8 @@ class FrozenLake(GridTask):
 
     # --- views -----------------------------------------------------------------------------------
     def symbolic_text(self, state: dict) -> str:
-        n = state["size"]
         rows = "\n".join(" ".join(row) for row in self.grid(state))
-        return (f"FrozenLake {n}x{n} grid , S start , G goal , H hole , . frozen :\n{rows}\n"
+        return (f"{rows}\n"
                 f"start {cell_text(state['start'])} goal {cell_text(state['goal'])}")
 
     def perception(self, state: dict) -> list[tuple[str, str]]:

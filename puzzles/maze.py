@@ -97,9 +97,8 @@ class Maze(GridTask):
 
     # --- views -----------------------------------------------------------------------------------
     def symbolic_text(self, state: dict) -> str:
-        n = state["size"]
         rows = "\n".join(" ".join(row) for row in state["open"])
-        return (f"Maze {n}x{n} , each cell lists its open directions :\n{rows}\n"
+        return (f"{rows}\n"
                 f"start {cell_text(state['start'])} target {cell_text(state['target'])}")
 
     def perception(self, state: dict) -> list[tuple[str, str]]:

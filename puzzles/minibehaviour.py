@@ -113,8 +113,7 @@ class MiniBehaviour(GridTask):
         rows[state["printer"][0]][state["printer"][1]] = "P"
         rows[state["agent"][0]][state["agent"][1]] = "A"
         table = sorted(map(tuple, state["table"]))
-        return (f"MiniBehaviour {n}x{n} room , A agent , P printer , T table , . floor :\n"
-                + "\n".join(" ".join(row) for row in rows)
+        return ("\n".join(" ".join(row) for row in rows)
                 + f"\nagent {cell_text(state['agent'])} printer {cell_text(state['printer'])}"
                 f" table {cell_text(table[0])} to {cell_text(table[-1])}")
 
