@@ -28,9 +28,10 @@ CELL_PX = 16
 # alone ("colour at row r, column c", "where is the circle") the first shipped base stayed at chance
 # (bench/probe_vision.py): the scan is what teaches the vision pathway to read cells.
 RASTER_SHARE = 0.5
+SIZES = range(3, 9)  # grid sides
 
 
-def sample(rng: random.Random, sizes: range = range(3, 9)) -> tuple[Image.Image, str, str]:
+def sample(rng: random.Random, sizes: range = SIZES) -> tuple[Image.Image, str, str]:
     """One (image, question, answer): a random grid of colours with one shape on it."""
     n = rng.choice(sizes)
     names = list(COLOURS)

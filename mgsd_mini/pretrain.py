@@ -27,24 +27,32 @@ from mgsd_mini.evaluate import DEFAULT_LEVELS
 from mgsd_mini.sft import named_trainables, train_sft
 
 
-def train_puzzle(task: str, level: int, rng: random.Random) -> dict:
-    """A random puzzle of the train split (the base never sees a val/test puzzle, even as text)."""
+def train_puzzle(task: str, level: int, rng: random.Random, detour: bool = False) -> dict:
+    """A random puzzle of the train split (the base never sees a val/test puzzle, even as text);
+    with `detour`, one that the obstacle-blind plan fails."""
     t = puzzles.get_task(task)
     while True:
         state = t.generate(level, rng)
-        if puzzles.split_of(t.canonical(state)) == "train":
+        if puzzles.split_of(t.canonical(state)) != "train":
+            continue
+        if not detour or not t.verify(state, t.blind_plan(state)).success:
             return state
 
 
-def planning_example(processor, task: str, level: int, rng: random.Random) -> dict:
-    """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan."""
-    state = train_puzzle(task, level, rng)
+def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0) -> dict:
+    """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan.
+
+    `detour_frac` of the puzzles are drawn among those the blind plan fails (the rest as generated):
+    at frozen probability 0.9 only ~20 % of FrozenLake maps need a detour, so a model sees little
+    that tells the blind shortest path from a real plan, and learns the former first.
+    """
+    state = train_puzzle(task, level, rng, detour=rng.random() < detour_frac)
     plan = puzzles.get_task(task).solve(state)
     return encode_sft(processor, prompts.teacher_prompt(task, state, instructions=False), prompts.response(task, state, plan), None)
 
 
-def generic_image_example(processor, rng: random.Random) -> dict:
-    image, question, answer = generic_images.sample(rng)
+def generic_image_example(processor, rng: random.Random, side: int) -> dict:
+    image, question, answer = generic_images.sample(rng, sizes=range(side, side + 1))
     return encode_sft(processor, prompts.image_question(question), answer, [image])
 
 
@@ -62,10 +70,11 @@ def make_batches(processor, cfg: BaseConfig):
     def batches_fn(i: int) -> dict:
         rng = random.Random(f"base|{cfg.seed}|{i}")
         if i // cfg.grad_accum < cfg.vision_steps or rng.random() < cfg.image_frac:
-            examples = [generic_image_example(processor, rng) for _ in range(cfg.batch_size)]
+            side = rng.choice(generic_images.SIZES)  # one grid size per batch: similar lengths, little padding
+            examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
         else:
             task, level = rng.choices(pairs, weights)[0]
-            examples = [planning_example(processor, task, level, rng) for _ in range(cfg.batch_size)]
+            examples = [planning_example(processor, task, level, rng, cfg.detour_frac) for _ in range(cfg.batch_size)]
         return collate(examples, pad_id)
 
     return batches_fn

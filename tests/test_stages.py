@@ -39,9 +39,18 @@ def test_base_batches_are_pure_in_the_index_and_train_split_only(mini):
     rng = __import__("random").Random(0)
     for task, level in pretrain.task_levels(cfg):
         t = puzzles.get_task(task)
-        for _ in range(20):
-            state = pretrain.train_puzzle(task, level, rng)
+        for i in range(20):
+            state = pretrain.train_puzzle(task, level, rng, detour=i % 2 == 1)
             assert puzzles.split_of(t.canonical(state)) == "train"
+            if i % 2:  # a detour puzzle: the obstacle-blind plan fails on it, the optimal plan does not
+                assert not t.verify(state, t.blind_plan(state)).success and t.verify(state, t.solve(state)).success
+
+
+def test_base_batches_start_with_image_only_steps(mini):
+    _, processor = mini
+    cfg = config.resolve("base", "mini", {"batch_size": 2, "vision_steps": 3, "image_frac": 0.0})
+    batches = pretrain.make_batches(processor, cfg)
+    assert ["pixel_values" in batches(i) for i in range(5)] == [True, True, True, False, False]
 
 
 def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
@@ -49,18 +58,20 @@ def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
     rng = __import__("random").Random(1)
     ex = pretrain.planning_example(processor, "maze", 3, rng)
     target = _decoded_labels(processor, ex)
-    assert target.startswith("Maze 3x3") and target.endswith("</answer><|im_end|>")
+    restated = target.split("\n<answer>")[0]
+    assert restated.split("\n")[-1].startswith("start (") and target.endswith("</answer><|im_end|>") and target.endswith("</answer><|im_end|>")
     plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), "maze")
     assert plan and len(plan) >= 1
     prompt_ids = ex["input_ids"][ex["labels"] == IGNORE]
-    assert "Reference plan" not in processor.tokenizer.decode(prompt_ids)  # the base plans on its own
+    prompt = processor.tokenizer.decode(prompt_ids)
+    assert restated in prompt and "Reference plan" not in prompt  # it restates its prompt, and plans on its own
 
 
 def test_generic_images_never_show_a_puzzle(mini):
     _, processor = mini
     rng = __import__("random").Random(2)
-    for _ in range(10):
-        ex = pretrain.generic_image_example(processor, rng)
+    for side in (3, 5, 8, 4, 6):
+        ex = pretrain.generic_image_example(processor, rng, side)
         text = processor.tokenizer.decode(ex["input_ids"])
         assert "pixel_values" in ex and not any(t in text.lower() for t in puzzles.TASKS)
 
