@@ -16,6 +16,7 @@ on stderr and exit with status 2.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -100,7 +101,11 @@ def main(
         result = run(cfg, run_dir, resume=resume)
     except KeyboardInterrupt as err:
         saved = f" ({err.args[0]})" if err.args else ""
-        typer.echo(f"\ninterrupted{saved}: resume with  python train.py --stage {stage} --out {run_dir} --resume", err=True)
+        # the same options again (a resumed run must not lose e.g. --ship or --steps), with --resume
+        again = " ".join(shlex.quote(a) for a in ctx.args)
+        preset_arg = f" --preset {preset}" if preset != "mini" else ""
+        typer.echo(f"\ninterrupted{saved}: resume with  python train.py --stage {stage}{preset_arg} --out "
+                   f"{shlex.quote(str(run_dir))} --resume{' ' + again if again else ''}", err=True)
         raise typer.Exit(130)
     except (sft.TrainingDiverged, config.ConfigError, models.ModelLoadError, lora.AdapterError, checkpoint.CheckpointError,
             evaluate.EvalInputError) as err:

@@ -2,6 +2,8 @@
 
     python bench/probe_vision.py --model mini --n 192
 
+(80 new tokens: enough for an 8x8 raster transcription, 64 colour words and 7 line breaks.)
+
 A diagnostic for stage 0: the mini base should read colour grids before grounding can teach it to
 read puzzles. Exact match after stripping the end-of-turn token.
 """
@@ -28,7 +30,7 @@ def main() -> None:
         chunk = items[start:start + 32]
         batch = data.collate([data.encode_chat(processor, prompts.image_question(q), [img], True) for img, q, _ in chunk],
                              processor.tokenizer.pad_token_id, left_pad=True)
-        for (_, q, a), text in zip(chunk, generate(net, processor, batch, 40).texts):
+        for (_, q, a), text in zip(chunk, generate(net, processor, batch, 80).texts):
             hits[" ".join(q.split()[:3])].append(text.replace("<|im_end|>", "").strip() == a)
     for kind, ok in sorted(hits.items()):
         print(f"{kind:28s} n={len(ok):4d}  accuracy {100 * sum(ok) / len(ok):5.1f} %")

@@ -114,11 +114,11 @@ class DistillConfig(Optim):
     batch_size: int = 32
     micro_batch_size: int = 0  # prompts per forward/backward pass; 0 = the whole batch
     max_grad_norm: float = 1.0
-    loss: str = "full"  # full (exact per-token divergence) | sampled (the reference's estimator)
+    loss: str = "full"  # full (exact per-token divergence) | sampled (the reference's estimator) | gold (off-policy SFT baseline)
     divergence: str = "reverse"  # reverse | forward | jsd (loss=full only)
     jsd_beta: float = 0.5
     temperature: float = 1.0  # sampling temperature of the student rollouts
-    max_new_tokens: int = 120  # mini: correct responses are 52-85 tokens
+    max_new_tokens: int = 120  # mini: correct responses are 33-71 tokens
     logit_chunk: int = 1024  # response tokens per lm_head chunk: [chunk, vocab] logits exist at a time
     reference_plan: bool = True  # teacher prompt includes "Reference plan : ..."
     init: str = "grounding"  # grounding (student = base + stage-1 adapter) | base (no-grounding ablation)

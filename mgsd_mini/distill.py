@@ -17,6 +17,9 @@ including <|im_end|>, N = Σ m_t over the whole batch (all micro-batches: sums, 
     full:     L = Σ_t m_t D(p_t, q_t) / N,   D = KL(p‖q) (reverse, default) | KL(q‖p) | JSD_β
     sampled:  A_t = stopgrad(log q(y_t) − log p(y_t)),   L = −Σ_t m_t A_t log p(y_t) / N
               (∇L = −Σ m_t (log q − log p) ∇log p(y_t) / N: the reference's estimator)
+    gold:     the off-policy baseline — no rollout and no teacher: y is the gold response (restated
+              state + optimal plan) and L = −Σ_t m_t log p(y_t) / N, plain SFT from the image on
+              the same puzzles, steps and adapter.
 
 Image/video pad tokens are masked out of both distributions (as `generate` does when sampling), so
 log p(y_t) here is exactly the log-prob the rollout was drawn with at temperature 1.
@@ -89,6 +92,12 @@ def encode_prompts(processor, records: list[dict], reference_plan: bool) -> tupl
     return students, teachers
 
 
+def gold_responses(tokenizer, records: list[dict]) -> list[torch.Tensor]:
+    """The target response of each record (restated state + optimal plan) as tokens, end-of-turn included."""
+    return [torch.tensor(tokenizer(prompts.response(r["task"], r["state"], r["optimal_plan"]))["input_ids"]
+                         + [tokenizer.eos_token_id]) for r in records]
+
+
 def responses_of(tokens: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
     """Each row's response tokens where mask is 1 (up to and including end-of-turn); post-EOS padding dropped."""
     return [row[m.bool()].cpu() for row, m in zip(tokens, mask)]
@@ -154,12 +163,15 @@ def response_loss(student_h: torch.Tensor, teacher_h: torch.Tensor, targets: tor
     for start in range(0, len(targets), cfg.logit_chunk):
         part = slice(start, start + cfg.logit_chunk)
         with torch.no_grad():
-            t_logits = chunk_logits(teacher_h[part], lm_head, banned)
+            t_logits = None if teacher_h is None else chunk_logits(teacher_h[part], lm_head, banned)
         with torch.enable_grad() if backward else torch.no_grad():
             s_logits = chunk_logits(h[part], lm_head, banned)
             if cfg.loss == "full":
                 per_token = kernels.per_token_kl(s_logits, t_logits, cfg.divergence, cfg.jsd_beta, inplace=backward)
                 kl = per_token.detach()
+            elif cfg.loss == "gold":
+                per_token = -kernels.token_logprobs(s_logits, targets[part], inplace=backward)
+                kl = torch.zeros(())  # there is no teacher distribution to compare with
             else:
                 logp = kernels.token_logprobs(s_logits, targets[part], inplace=backward)
                 logq = kernels.token_logprobs(t_logits, targets[part])
@@ -182,8 +194,10 @@ def score(model, pad_id: int, banned: list[int], students: list[dict], teachers:
     targets = torch.cat(responses).long().to(next(model.parameters()).device)
     if len(targets) == 0:  # nothing to score in this micro-batch
         return 0.0, 0.0
-    with torch.no_grad(), lora.adapters_disabled(model):
-        teacher_h = response_hidden(model, teachers, responses, pad_id)
+    teacher_h = None
+    if cfg.loss != "gold":
+        with torch.no_grad(), lora.adapters_disabled(model):
+            teacher_h = response_hidden(model, teachers, responses, pad_id)
     with torch.enable_grad() if backward else torch.no_grad():
         student_h = response_hidden(model, students, responses, pad_id)
     return response_loss(student_h, teacher_h, targets, model.get_output_embeddings(), banned, cfg, denom, backward)
@@ -206,11 +220,14 @@ def distill_step(model, processor, records: list[dict], cfg: DistillConfig, seed
     t0 = time.perf_counter()
     model.eval()  # rollouts with the KV cache (gradient checkpointing would switch it off in train mode)
     responses, texts = [], []
-    for k, part in enumerate(micro_batches(len(records), cfg)):
-        batch = collate(students[part], pad_id, left_pad=True)
-        out = generate(model, processor, batch, cfg.max_new_tokens, temperature=cfg.temperature, seed=seed * 1000 + k)
-        responses += responses_of(out.tokens, out.mask)
-        texts += out.texts
+    if cfg.loss == "gold":  # off-policy: the gold responses instead of rollouts
+        responses = gold_responses(processor.tokenizer, records)
+    else:
+        for k, part in enumerate(micro_batches(len(records), cfg)):
+            batch = collate(students[part], pad_id, left_pad=True)
+            out = generate(model, processor, batch, cfg.max_new_tokens, temperature=cfg.temperature, seed=seed * 1000 + k)
+            responses += responses_of(out.tokens, out.mask)
+            texts += out.texts
     t1 = time.perf_counter()
 
     n_tokens = sum(len(y) for y in responses)
@@ -223,7 +240,8 @@ def distill_step(model, processor, records: list[dict], cfg: DistillConfig, seed
         model.eval()
     t2 = time.perf_counter()
     success = [puzzles.check(r["task"], r["state"], text).success for r, text in zip(records, texts)]
-    return {"loss": loss, "kl": kl / max(1, n_tokens), "tokens": n_tokens, "success": sum(success) / len(success),
+    return {"loss": loss, "kl": kl / max(1, n_tokens), "tokens": n_tokens,
+            "success": sum(success) / len(success) if success else None,  # gold: no rollouts
             "response_len": n_tokens / len(records), "t_generate": t1 - t0, "t_score": t2 - t1}
 
 
@@ -245,7 +263,7 @@ def find_grounding(cfg: DistillConfig) -> Path:
 
 
 def check_config(cfg: DistillConfig) -> None:
-    choices = {"loss": ("full", "sampled"), "divergence": ("reverse", "forward", "jsd"), "init": ("grounding", "base")}
+    choices = {"loss": ("full", "sampled", "gold"), "divergence": ("reverse", "forward", "jsd"), "init": ("grounding", "base")}
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"--{key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
@@ -347,12 +365,12 @@ def run(cfg: DistillConfig, run_dir: Path, resume: bool = False) -> Path:
                 optimizer.zero_grad(set_to_none=True)
                 t_update = time.perf_counter() - t0
                 total = stats["t_generate"] + stats["t_score"] + t_update
-                record = {"step": done, **{k: round(v, 6) for k, v in stats.items()}, "t_update": round(t_update, 4),
+                record = {"step": done, **{k: v if v is None else round(v, 6) for k, v in stats.items()}, "t_update": round(t_update, 4),
                           "tok_s": round(stats["tokens"] / total, 1), "lr": lr, "grad_norm": grad_norm}
                 maybe_validate(done, record)
                 log(record)
                 bar.update(1)
-                bar.set_postfix(kl=f"{stats['kl']:.4f}", succ=f"{stats['success']:.2f}", len=f"{stats['response_len']:.0f}",
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", kl=f"{stats['kl']:.4f}", succ=f"{stats['success'] or 0:.2f}", len=f"{stats['response_len']:.0f}",
                                 tok_s=f"{record['tok_s']:.0f}", **({"val": f"{record['val_macro']:.3f}"} if "val_macro" in record else {}))
                 checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt)
         finally:

@@ -226,6 +226,27 @@ def test_sampled_gradient_is_the_advantage_weighted_score_function_computed_by_h
         torch.testing.assert_close(got[name], want[name], atol=1e-6, rtol=1e-4)
 
 
+def test_gold_loss_is_the_gold_responses_nll_from_the_image_and_never_asks_the_teacher(monkeypatch):
+    model, processor = student_model()
+    cfg = cfg_for(loss="gold", logit_chunk=5)
+    recs = records(3)
+    students, teachers = distill.encode_prompts(processor, recs, reference_plan=True)
+    gold = distill.gold_responses(processor.tokenizer, recs)
+    text = processor.tokenizer.decode(gold[1])
+    assert text.endswith("</answer><|im_end|>") and puzzles.check(recs[1]["task"], recs[1]["state"], text).success
+    tokens, n = torch.cat(gold), sum(len(y) for y in gold)
+    pad_id, banned = processor.tokenizer.pad_token_id, suppressed_token_ids(processor.tokenizer)
+    monkeypatch.setattr(lora, "adapters_disabled", lambda m: pytest.fail("the gold loss needs no teacher"))
+    loss, _ = distill.score(model, pad_id, banned, students, teachers, gold, cfg, n)
+    got = distill_grads(model)
+    model.zero_grad(set_to_none=True)
+    nll = -torch.log_softmax(full_logits(model, processor, students, gold), -1).gather(1, tokens[:, None]).mean()
+    nll.backward()
+    assert math.isclose(loss, nll.item(), rel_tol=1e-5)
+    for name, grad in distill_grads(model).items():
+        torch.testing.assert_close(got[name], grad, atol=1e-6, rtol=1e-4)
+
+
 def test_masked_tokens_contribute_nothing_and_micro_batches_sum(mini):
     model, processor = mini
     cfg = cfg_for(loss="full")
