@@ -59,13 +59,16 @@ class BaseConfig(Optim):
     lr: float = 1e-3
     weight_decay: float = 0.1
     schedule: str = "wsd"
-    warmup_frac: float = 0.02
-    steps: int = 3900  # 300 image-only steps (~0.94 s each) + 3,600 mixed (~0.64 s each): ~43 min on 2 cores
+    # The shipped base: 3,300 steps (300 image-only at ~0.9 s, then mixed at ~0.78 s): 43 min on 2 cores.
+    # It was started with 3,900 steps (a 78-step warm-up), stopped at step 566 and resumed with 3,300;
+    # 78 / 3,300 keeps that warm-up, so these defaults reproduce it exactly.
+    warmup_frac: float = 78 / 3300
+    steps: int = 3300
     batch_size: int = 32
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
     # Generic images: `vision_steps` image-only steps first, then `image_frac` of the later batches. A
     # vision pathway trained only by a trickle of image batches among text ones learned nothing
-    # (raster transcription 0 %); 400 image-only steps first taught it 44 % (README, vision diagnostic).
+    # (raster transcription 0 %); 300 image-only steps first and 15 % later: 38.5 % (bench/probe_vision.py).
     vision_steps: int = 300
     detour_frac: float = 0.4  # share of planning puzzles drawn among those the blind plan fails
     image_frac: float = 0.15

@@ -7,7 +7,7 @@ import puzzles
 from PIL import Image
 
 from mgsd_mini import evaluate as ev
-from mgsd_mini import report
+from mgsd_mini import prompts, report
 
 
 def _answer(plan) -> str:
@@ -117,7 +117,10 @@ def test_perception_summary_numbers_are_exact():
 
 
 class _FakeProcessor:
-    """Just enough for build_prompts: image_size reads the patch and merge sizes."""
+    """Just enough for build_prompts: image_size reads the patch and merge sizes, `instructed` the vocabulary size."""
+
+    def __init__(self, vocab_size=650):  # the mini tokenizer's size; a Qwen backbone's is 151,936
+        self.tokenizer = range(vocab_size)
 
     class image_processor:  # noqa: N801
         patch_size, merge_size = 8, 2
@@ -131,7 +134,14 @@ def test_prompts_per_mode_and_image_sizes():
     text = ev.build_prompts(cases, "text", _FakeProcessor())
     assert all(it["images"] is None for it in text)
     body = text[0]["messages"][0]["content"][0]["text"]
-    assert cases[0]["symbolic_text"] in body and "Reference plan" not in body  # the upper bound gets no plan
+    assert body == f"frozenlake\n{cases[0]['symbolic_text']}"  # mini: task name + state, no plan, no instructions
+    qwen = ev.build_prompts(cases, "text", _FakeProcessor(151_936))[0]["messages"][0]["content"][0]["text"]
+    assert qwen.startswith("Solve this frozenlake puzzle . S start") and cases[0]["symbolic_text"] in qwen
+    assert qwen.endswith(prompts.ANSWER_FORMAT) and "Reference plan" not in qwen  # the upper bound gets no plan
+    for vocab, words in ((650, ["frozenlake"]), (151_936, ["Solve this frozenlake puzzle shown in the image", "S start"])):
+        student = ev.build_prompts(cases[:1], "image", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
+        question = ev.build_prompts(cases[:1], "perception", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
+        assert all(w in student for w in words) and (question.startswith("This is a") == (vocab > 650))
     with pytest.raises(ValueError):
         ev.build_prompts(cases, "video", _FakeProcessor())
 
