@@ -3,11 +3,13 @@
 The real Qwen3-VL-4B already plans from text and reads puzzle images badly. The mini model must be
 made into such a base first (DESIGN §4), from two streams of examples, drawn afresh every step:
 
-- text planning (most batches): the teacher prompt without a reference plan and, for the mini
-  model, without instructions — task name + symbolic state — answered by the restated state and `<answer>optimal plan</answer>`, the very
-  response format the student will later produce from the image. Train-split puzzles only.
-- generic images (the first `vision_steps` steps, then `image_frac` of the batches): colour grids and shapes with captions
-  (`generic_images.py`), so the vision pathway is trained without ever seeing a puzzle image.
+- text planning (most batches): the teacher prompt without a reference plan or instructions — the
+  task name + the symbolic state — answered by the restated state and `<answer>optimal plan</answer>`,
+  the very response format the student will later produce from the image. Train-split puzzles
+  only; `detour_frac` of them need a detour.
+- generic images (the first `vision_steps` steps, then `image_frac` of the batches): colour grids
+  and shapes with captions (`generic_images.py`), so the vision pathway is trained without ever
+  seeing a puzzle image.
 
 Each micro-batch holds one kind and one (task, level), so its sequences have similar lengths and
 little padding. The batch for micro-batch index i is a pure function of (seed, i): a resumed run

@@ -4,6 +4,8 @@
 - teacher prompt  x_T: task instruction + the symbolic state as text (+ the reference plan),
 - perception prompt:   the image + one perception question (grounding data, perception eval).
 
+The mini model gets no instructions: the task name stands in for them (`instructed`).
+
 The response to a planning prompt restates the state, then gives the plan in an answer block:
 
     <symbolic state text>
