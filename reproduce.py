@@ -74,8 +74,7 @@ def train(name: str, out: Path, smoke: bool) -> None:
     call(args)
     times = out / "times.json"
     seconds = json.loads(times.read_text()) if times.exists() else {}
-    # a resumed run adds its time to the interrupted part's (when that part recorded any)
-    times.write_text(json.dumps({**seconds, name: round(seconds.get(name, 0.0) + time.time() - t0, 1)}, indent=1))
+    times.write_text(json.dumps({**seconds, name: round(time.time() - t0, 1)}, indent=1))
 
 
 def evaluate(out: Path, mode: str, specs: list[str], n: int, smoke: bool) -> list[dict]:
