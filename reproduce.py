@@ -10,7 +10,8 @@ teacher with the reference plan: the main row), + distill with the sampled-token
 a teacher without the plan, distill without grounding, and grounding + SFT on the gold responses for
 the same number of steps (the off-policy baseline). Every stage is a `train.py` run under --out: a
 finished run is reused and an interrupted one resumed, so the script can be stopped and re-run.
-Outputs in --out: results.md (the table and the wall time of each stage), results.json, plot.png
+Outputs in --out: results.md (the table and the wall time of each stage — of the call that finished
+it, when a run was resumed), results.json, plot.png
 (success per task-level of every row, the text upper bound first; the blind baseline as a grey tick)
 and one eval folder per mode.
 """
