@@ -73,18 +73,20 @@ def train(name: str, out: Path, smoke: bool) -> None:
         args.append("--resume")
     t0 = time.time()
     call(args)
-    times = out / "times.json"
-    seconds = json.loads(times.read_text()) if times.exists() else {}
-    times.write_text(json.dumps({**seconds, name: round(time.time() - t0, 1)}, indent=1))
+    (out / "times.json").write_text(json.dumps({**read_times(out), name: round(time.time() - t0, 1)}, indent=1))
 
 
-def evaluate(out: Path, mode: str, specs: list[str], n: int, smoke: bool) -> list[dict]:
-    """eval.py on the same held-out puzzles for every spec; returns one summary per spec."""
+def read_times(out: Path) -> dict[str, float]:
+    """{run name: wall seconds} of the runs trained so far."""
+    return json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
+
+
+def evaluate(out: Path, mode: str, compare: list[str], n: int, smoke: bool) -> list[dict]:
+    """eval.py on the same held-out puzzles for the base, then each `compare` spec (MODEL+ADAPTER...);
+    returns one summary per model, the base's first."""
     folder = out / f"eval-{mode}"
     if not (folder / "summary.json").exists():
-        compare = [a for spec in specs[1:] for a in ("--compare", spec)]
-        call(["eval.py", "--mode", mode, "--model", specs[0].split("+")[0],
-              *[a for path in specs[0].split("+")[1:] for a in ("--adapter", path)], *compare,
+        call(["eval.py", "--mode", mode, "--model", "mini", *[a for spec in compare for a in ("--compare", spec)],
               "--out", str(folder), *(SMOKE_EVAL if smoke else ["--n", str(n)])])
     summary = json.loads((folder / "summary.json").read_text())
     return [summary, *summary.get("compare", [])]
@@ -101,12 +103,12 @@ def main(out: Path = typer.Option(Path("runs/reproduce"), help="folder of every 
     out.mkdir(parents=True, exist_ok=True)
     for name in RUNS:
         train(name, out, smoke)
-    specs = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in ROWS]
-    text = evaluate(out, "text", specs[:1], n, smoke)[0]
-    image = evaluate(out, "image", specs, n, smoke)
-    perception = evaluate(out, "perception", specs, n, smoke)
+    adapted = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in ROWS[1:]]  # ROWS[0]: the base
+    text = evaluate(out, "text", [], n, smoke)[0]
+    image = evaluate(out, "image", adapted, n, smoke)
+    perception = evaluate(out, "perception", adapted, n, smoke)
 
-    times = json.loads((out / "times.json").read_text()) if (out / "times.json").exists() else {}
+    times = read_times(out)
     tasks = list(text["tasks"])
     head = ("| row | macro success | macro optimal | detour success | "
             + " | ".join(f"{t} success" for t in tasks) + " | perception all-correct |")

@@ -370,7 +370,7 @@ def run(cfg: DistillConfig, run_dir: Path, resume: bool = False) -> Path:
                 maybe_validate(done, record)
                 log(record)
                 bar.update(1)
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", kl=f"{stats['kl']:.4f}", succ=f"{stats['success'] or 0:.2f}", len=f"{stats['response_len']:.0f}",
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", kl=f"{stats['kl']:.4f}", succ="-" if stats["success"] is None else f"{stats['success']:.2f}", len=f"{stats['response_len']:.0f}",
                                 tok_s=f"{record['tok_s']:.0f}", **({"val": f"{record['val_macro']:.3f}"} if "val_macro" in record else {}))
                 checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt)
         finally:

@@ -81,8 +81,7 @@ class FrozenLake(GridTask):
     # --- views -----------------------------------------------------------------------------------
     def symbolic_text(self, state: dict) -> str:
         rows = "\n".join(" ".join(row) for row in self.grid(state))
-        return (f"{rows}\n"
-                f"start {cell_text(state['start'])} goal {cell_text(state['goal'])}")
+        return f"{rows}\nstart {cell_text(state['start'])} goal {cell_text(state['goal'])}"
 
     def perception(self, state: dict) -> list[tuple[str, str]]:
         n = state["size"]

@@ -98,8 +98,7 @@ class Maze(GridTask):
     # --- views -----------------------------------------------------------------------------------
     def symbolic_text(self, state: dict) -> str:
         rows = "\n".join(" ".join(row) for row in state["open"])
-        return (f"{rows}\n"
-                f"start {cell_text(state['start'])} target {cell_text(state['target'])}")
+        return f"{rows}\nstart {cell_text(state['start'])} target {cell_text(state['target'])}"
 
     def perception(self, state: dict) -> list[tuple[str, str]]:
         n = state["size"]
