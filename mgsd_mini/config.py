@@ -66,6 +66,10 @@ class BaseConfig(Optim):
     steps: int = 3300
     batch_size: int = 32
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
+    # The text decoder's shape, 128 wide with 4 heads. 8 layers x 256 planned no better than 6 x 512
+    # at the same wall time (README, "What did not help").
+    layers: int = 6
+    mlp: int = 512
     # Generic images: `vision_steps` image-only steps first, then `image_frac` of the later batches. A
     # vision pathway trained only by a trickle of image batches among text ones learned nothing
     # (raster transcription 0 %); 300 image-only steps first and 15 % later: 38.5 % (bench/probe_vision.py).
@@ -173,7 +177,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 
 
 # Counts and sizes that must be positive when given on the command line.
-AT_LEAST_ONE = {"batch_size", "grad_accum", "n_per_level", "n", "lora_r", "max_new_tokens", "logit_chunk", "val_n",
+AT_LEAST_ONE = {"layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n", "lora_r", "max_new_tokens", "logit_chunk", "val_n",
                 "log_every", "ckpt_every"}
 
 

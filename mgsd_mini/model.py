@@ -45,14 +45,15 @@ class ModelLoadError(ValueError):
     """A model name or directory that cannot be loaded; the message says what to do."""
 
 
-def mini_config(vocab_size: int, special_ids: dict[str, int]) -> Qwen3VLConfig:
-    """A ~2 M-parameter Qwen3-VL (DESIGN §4): text 128 wide x 6 layers, vision 64 wide x 2 layers."""
+def mini_config(vocab_size: int, special_ids: dict[str, int], layers: int = 6, mlp: int = 512) -> Qwen3VLConfig:
+    """A ~2 M-parameter Qwen3-VL (DESIGN §4): text 128 wide x `layers` layers with `mlp`-wide MLPs,
+    vision 64 wide x 2 layers."""
     head_dim = 32
     text = dict(
         vocab_size=vocab_size,
         hidden_size=128,
-        intermediate_size=512,
-        num_hidden_layers=6,
+        intermediate_size=mlp,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=4,
         head_dim=head_dim,
@@ -89,8 +90,11 @@ def mini_config(vocab_size: int, special_ids: dict[str, int]) -> Qwen3VLConfig:
     )
 
 
-def build_mini(seed: int = 0) -> tuple[Qwen3VLForConditionalGeneration, VLProcessor]:
-    """A freshly initialised mini model (fp32, CPU, eval mode) and its processor; same seed, same weights."""
+def build_mini(seed: int = 0, layers: int = 6, mlp: int = 512) -> tuple[Qwen3VLForConditionalGeneration, VLProcessor]:
+    """A freshly initialised mini model (fp32, CPU, eval mode) and its processor; same seed, same weights.
+
+    `layers` x `mlp` is the text decoder's shape (stage 0 chooses it); the defaults are the small,
+    fast shape the tests use."""
     tokenizer = load_tokenizer()
     processor = VLProcessor(mini_image_processor(), tokenizer, chat_template=tokenizer.chat_template)
     ids = {
@@ -101,7 +105,7 @@ def build_mini(seed: int = 0) -> tuple[Qwen3VLForConditionalGeneration, VLProces
         "vision_start": processor.vision_start_token_id,
         "vision_end": processor.vision_end_token_id,
     }
-    config = mini_config(len(tokenizer), ids)
+    config = mini_config(len(tokenizer), ids, layers, mlp)
     with torch.random.fork_rng(devices=[]):  # seed the init without disturbing the caller's RNG
         torch.manual_seed(seed)
         model = Qwen3VLForConditionalGeneration(config)

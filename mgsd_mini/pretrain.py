@@ -85,7 +85,7 @@ def make_batches(processor, cfg: BaseConfig):
 def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the mini base from scratch; returns the directory of the saved model."""
     save_config(cfg, run_dir)
-    model, processor = models.build_mini(seed=cfg.seed)
+    model, processor = models.build_mini(seed=cfg.seed, layers=cfg.layers, mlp=cfg.mlp)
     model.to(cfg.device or "cpu")
     train_sft(model, make_batches(processor, cfg), named_trainables(model), cfg, run_dir, resume=resume)
     saved = models.save(model, processor, run_dir / "model")

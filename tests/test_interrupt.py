@@ -37,7 +37,8 @@ def models(tmp_path_factory):
 def stage_args(stage, models):
     """Tiny but real runs: ~20-30 optimizer steps, a checkpoint every few, no closing evaluation."""
     if stage == "base":
-        return ["--steps", "30", "--batch-size", "2", "--vision-steps", "5", "--image-frac", "0.3", "--ckpt-every", "4"]
+        return ["--steps", "30", "--batch-size", "2", "--vision-steps", "5", "--image-frac", "0.3", "--ckpt-every", "4",
+                "--layers", "3", "--mlp", "128"]  # a shape of its own: the options reach the model, and the resume
     common = ["--model", models / "base", "--tasks", "frozenlake", "--levels", "3", "--ckpt-every", "3", "--log-every", "1"]
     if stage == "grounding":
         return common + ["--n-per-level", "3", "--steps", "24", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "4", "--eval-n", "0"]
@@ -95,3 +96,6 @@ def test_kill_then_ctrl_c_then_resume_equals_an_uninterrupted_run(stage, models,
     assert third.wait(timeout=300) == 0, third.communicate()
     expected, got = final_weights(stage, tmp_path / "whole"), final_weights(stage, out)
     assert expected.keys() == got.keys() and all(torch.equal(expected[k], got[k]) for k in expected)
+    if stage == "base":
+        assert sum(k.endswith("mlp.up_proj.weight") and "language_model" in k for k in got) == 3
+        assert got["model.language_model.layers.0.mlp.up_proj.weight"].shape[0] == 128

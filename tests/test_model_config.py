@@ -45,5 +45,7 @@ def test_bad_input_names_the_problem():
         config.resolve("base", "mini", {"steps": "many"})
     with pytest.raises(ConfigError, match="--grad-ckpt expects bool"):
         config.resolve("base", "mini", {"grad_ckpt": "maybe"})
+    with pytest.raises(ConfigError, match="--layers must be at least 1, got 0"):
+        config.resolve("base", "mini", {"layers": "0"})
     with pytest.raises(ConfigError, match="only for the mini preset"):
         config.resolve("base", "qwen3-vl-4b")

@@ -40,6 +40,16 @@ def test_build_is_deterministic_small_and_leaves_global_rng_alone(mini):
     assert model.config.vision_config.out_hidden_size == text.hidden_size
 
 
+@pytest.mark.parametrize("layers,mlp", [(2, 64), (8, 256)])
+def test_stage0_chooses_the_decoder_shape_and_it_survives_save_and_load(layers, mlp, tmp_path):
+    model, processor = M.build_mini(seed=0, layers=layers, mlp=mlp)
+    text = model.config.text_config
+    assert (text.num_hidden_layers, text.intermediate_size, len(model.model.language_model.layers)) == (layers, mlp, layers)
+    assert model.model.language_model.layers[0].mlp.up_proj.weight.shape == (mlp, text.hidden_size)
+    again, _ = M.load(str(M.save(model, processor, tmp_path / "m")), device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+
+
 @pytest.mark.parametrize("sides", [(3,), (4, 6), (5, 8, 3)])
 def test_processor_gives_one_visual_token_per_cell(mini, sides):
     model, processor = mini
