@@ -39,6 +39,20 @@ def _log_softmax(x, m, log_d, inv_t):
 
 
 @triton.jit
+def _tile_log_probs(s_ptr, s_off, t_ptr, t_off, c, ok, m_s, log_ds, m_t, log_dt, inv_t):
+    """Student and teacher log-probabilities over one tile of columns, from their row statistics."""
+    logp = _log_softmax(_tile(s_ptr, s_off, c, ok), m_s, log_ds, inv_t)
+    logq = _log_softmax(_tile(t_ptr, t_off, c, ok), m_t, log_dt, inv_t)
+    return logp, logq
+
+
+@triton.jit
+def _store_tile(ptr, row_off, c, x, row_ok, vocab):
+    """Store a [ROWS, BLOCK] tile in the pointer's dtype, skipping padded rows and columns."""
+    tl.store(ptr + row_off[:, None] + c[None, :], x.to(ptr.dtype.element_ty), mask=row_ok[:, None] & (c < vocab)[None, :])
+
+
+@triton.jit
 def _log_mixture(logp, logq, log_beta, log_1m_beta):
     """log m = log(beta q + (1 - beta) p) = logaddexp(log beta + log q, log(1 - beta) + log p)."""
     a = logq + log_beta
@@ -127,17 +141,15 @@ def _kl_kernel(
     else:
         for start in range(0, vocab, BLOCK):
             c = start + cols
-            ok = live[:, None] & (c < vocab)[None, :]
-            logp = _log_softmax(_tile(s_ptr, s_off, c, ok), m_s, log_ds, inv_t)
-            logq = _log_softmax(_tile(t_ptr, t_off, c, ok), m_t, log_dt, inv_t)
+            logp, logq = _tile_log_probs(s_ptr, s_off, t_ptr, t_off, c, live[:, None] & (c < vocab)[None, :],
+                                         m_s, log_ds, m_t, log_dt, inv_t)
             p = tl.exp(logp)
             q = tl.exp(logq)
             if KIND == 1:
                 kl += tl.sum(_xlogy_diff(q, logq, logp), axis=1)
                 if COMPUTE_GRAD:
                     g = tl.where(live[:, None], (p - q) * inv_t, 0.0)
-                    offs = g_off[:, None] + c[None, :]
-                    tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=row_ok[:, None] & (c < vocab)[None, :])
+                    _store_tile(grad_ptr, g_off, c, g, row_ok, vocab)
             else:
                 logm = _log_mixture(logp, logq, log_beta, log_1m_beta)
                 kl += tl.sum(_xlogy_diff(q, logq, logm), axis=1)
@@ -150,9 +162,8 @@ def _kl_kernel(
     if COMPUTE_GRAD and KIND != 1:
         for start in range(0, vocab, BLOCK):
             c = start + cols
-            ok = live[:, None] & (c < vocab)[None, :]
-            logp = _log_softmax(_tile(s_ptr, s_off, c, ok), m_s, log_ds, inv_t)
-            logq = _log_softmax(_tile(t_ptr, t_off, c, ok), m_t, log_dt, inv_t)
+            logp, logq = _tile_log_probs(s_ptr, s_off, t_ptr, t_off, c, live[:, None] & (c < vocab)[None, :],
+                                         m_s, log_ds, m_t, log_dt, inv_t)
             p = tl.exp(logp)
             if KIND == 0:
                 g = tl.where(p > 0.0, p * (logp - logq - kl[:, None]), 0.0)
@@ -160,8 +171,7 @@ def _kl_kernel(
                 logm = _log_mixture(logp, logq, log_beta, log_1m_beta)
                 g = tl.where(p > 0.0, (1.0 - beta) * p * (logp - logm - kl_pm[:, None]), 0.0)
             g = tl.where(live[:, None], g * inv_t, 0.0)
-            offs = g_off[:, None] + c[None, :]
-            tl.store(grad_ptr + offs, g.to(grad_ptr.dtype.element_ty), mask=row_ok[:, None] & (c < vocab)[None, :])
+            _store_tile(grad_ptr, g_off, c, g, row_ok, vocab)
 
 
 def per_token_kl(student, teacher, kind, beta, temperature, mask, want_grad, grad_out=None):
