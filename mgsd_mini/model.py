@@ -93,8 +93,8 @@ def mini_config(vocab_size: int, special_ids: dict[str, int], layers: int = 6, m
 def build_mini(seed: int = 0, layers: int = 6, mlp: int = 512) -> tuple[Qwen3VLForConditionalGeneration, VLProcessor]:
     """A freshly initialised mini model (fp32, CPU, eval mode) and its processor; same seed, same weights.
 
-    `layers` x `mlp` is the text decoder's shape (stage 0 chooses it); the defaults are the small,
-    fast shape the tests use."""
+    `layers` x `mlp` is the text decoder's shape (stage 0's `--layers` / `--mlp`; the defaults are the
+    shipped base's); later stages read the shape from the saved model's config."""
     tokenizer = load_tokenizer()
     processor = VLProcessor(mini_image_processor(), tokenizer, chat_template=tokenizer.chat_template)
     ids = {
