@@ -75,6 +75,7 @@ class BaseConfig(Optim):
     # (raster transcription 0 %); 300 image-only steps first and 15 % later: 38.5 % (bench/probe_vision.py).
     vision_steps: int = 300
     detour_frac: float = 0.4  # share of planning puzzles drawn among those the blind plan fails
+    grid_only_frac: float = 0.0  # share of FrozenLake / MiniBehaviour prompts without the coordinates line
     image_frac: float = 0.15
     ckpt_every: int = 500
 

@@ -41,16 +41,23 @@ def train_puzzle(task: str, level: int, rng: random.Random, detour: bool = False
             return state
 
 
-def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0) -> dict:
+def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0,
+                     grid_only_frac: float = 0.0) -> dict:
     """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan.
 
     `detour_frac` of the puzzles are drawn among those the blind plan fails (the rest as generated):
     at frozen probability 0.9 only ~20 % of FrozenLake maps need a detour, so a model sees little
     that tells the blind shortest path from a real plan, and learns the former first.
+    `grid_only_frac` of the prompts (FrozenLake, MiniBehaviour) give the grid without its coordinates
+    line, which the response still restates: the base learns to locate the grid's symbols itself —
+    what an image student must do once it has restated the grid from pixels.
     """
     state = train_puzzle(task, level, rng, detour=rng.random() < detour_frac)
     plan = puzzles.get_task(task).solve(state)
-    return encode_sft(processor, prompts.teacher_prompt(task, state, instructions=False), prompts.response(task, state, plan), None)
+    # (no draw at grid_only_frac 0: the data of runs from before the option stays the same)
+    grid_only = task in prompts.GRID_MARKS_ALL and grid_only_frac > 0 and rng.random() < grid_only_frac
+    prompt = prompts.teacher_prompt(task, state, instructions=False, coordinates=not grid_only)
+    return encode_sft(processor, prompt, prompts.response(task, state, plan), None)
 
 
 def generic_image_example(processor, rng: random.Random, side: int) -> dict:
@@ -76,7 +83,7 @@ def make_batches(processor, cfg: BaseConfig):
             examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
         else:
             task, level = rng.choices(pairs, weights)[0]
-            examples = [planning_example(processor, task, level, rng, cfg.detour_frac) for _ in range(cfg.batch_size)]
+            examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac) for _ in range(cfg.batch_size)]
         return collate(examples, pad_id)
 
     return batches_fn

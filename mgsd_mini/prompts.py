@@ -36,6 +36,9 @@ RULES = {
 }
 ANSWER_FORMAT = "Restate the state , then plan inside <answer> </answer> ."
 PERCEPTION_FORMAT = "Answer with the exact value only ."
+# Tasks whose grid marks every object, so their state text is complete without its last line, the
+# coordinates (a maze grid lists open sides only: its start and target are in that line alone).
+GRID_MARKS_ALL = ("frozenlake", "minibehaviour")
 # The mini tokenizer has a few hundred puzzle words; every real backbone has far more.
 MINI_VOCAB_LIMIT = 4096
 
@@ -55,6 +58,16 @@ def response(task: str, state: dict, plan: list[str]) -> str:
     return f"{puzzles.get_task(task).symbolic_text(state)}\n<answer>{plan_text(plan)}</answer>"
 
 
+def state_text(task: str, state: dict, coordinates: bool = True) -> str:
+    """The symbolic state text; without `coordinates`, only its grid (GRID_MARKS_ALL tasks only)."""
+    text = puzzles.get_task(task).symbolic_text(state)
+    if coordinates:
+        return text
+    if task not in GRID_MARKS_ALL:
+        raise ValueError(f"the {task} grid does not mark every object: its state text needs the coordinates line")
+    return text.rsplit("\n", 1)[0]
+
+
 def student_prompt(task: str, instructions: bool = True) -> list[dict]:
     """Chat messages of x_S: the instruction and the image (passed to the processor separately)."""
     text = f"Solve this {task} puzzle shown in the image . {RULES[task]} {ANSWER_FORMAT}" if instructions else task
@@ -62,10 +75,11 @@ def student_prompt(task: str, instructions: bool = True) -> list[dict]:
 
 
 def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = None,
-                   instructions: bool = True) -> list[dict]:
-    """Chat messages of x_T: the instruction, the symbolic state and, optionally, the reference plan."""
+                   instructions: bool = True, coordinates: bool = True) -> list[dict]:
+    """Chat messages of x_T: the instruction, the symbolic state (`coordinates`: see state_text) and,
+    optionally, the reference plan."""
     head = f"Solve this {task} puzzle . {RULES[task]}" if instructions else task
-    text = f"{head}\n{puzzles.get_task(task).symbolic_text(state)}"
+    text = f"{head}\n{state_text(task, state, coordinates)}"
     if reference_plan is not None:
         text += f"\nReference plan : {plan_text(reference_plan)}"
     if instructions:

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 import puzzles
-from mgsd_mini import config, grounding, lora, pretrain
+from mgsd_mini import config, grounding, lora, pretrain, prompts
 from mgsd_mini import model as M
 from mgsd_mini.data import IGNORE
 from train import app
@@ -65,6 +65,22 @@ def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
     prompt_ids = ex["input_ids"][ex["labels"] == IGNORE]
     prompt = processor.tokenizer.decode(prompt_ids)
     assert restated in prompt and "Reference plan" not in prompt  # it restates its prompt, and plans on its own
+
+@pytest.mark.parametrize("task,level", [("frozenlake", 4), ("minibehaviour", 5), ("maze", 3)])
+def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_it(mini, task, level):
+    _, processor = mini
+    rng = __import__("random").Random(3)
+    ex = pretrain.planning_example(processor, task, level, rng, grid_only_frac=1.0)
+    prompt = processor.tokenizer.decode(ex["input_ids"][ex["labels"] == IGNORE])
+    restated = _decoded_labels(processor, ex).split("\n<answer>")[0]
+    grid, coordinates = restated.rsplit("\n", 1)
+    assert grid in prompt and coordinates.split()[0] in ("start", "agent")
+    # a maze grid marks neither start nor target, so its prompt always keeps the coordinates line
+    assert (coordinates in prompt) == (task not in prompts.GRID_MARKS_ALL)
+    if task not in prompts.GRID_MARKS_ALL:
+        with pytest.raises(ValueError, match="coordinates line"):
+            prompts.state_text(task, pretrain.train_puzzle(task, level, rng), coordinates=False)
+
 
 
 def test_generic_images_never_show_a_puzzle(mini):
