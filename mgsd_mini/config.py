@@ -59,11 +59,11 @@ class BaseConfig(Optim):
     lr: float = 1e-3
     weight_decay: float = 0.1
     schedule: str = "wsd"
-    # The shipped base: 3,300 steps (300 image-only at ~0.9 s, then mixed at ~0.78 s): 43 min on 2 cores.
-    # It was started with 3,900 steps (a 78-step warm-up), stopped at step 566 and resumed with 3,300;
-    # 78 / 3,300 keeps that warm-up, so these defaults reproduce it exactly.
+    # The shipped base: 9,000 steps (300 image-only, then mixed at ~0.7-0.85 s a step), about 2 h on
+    # 2 cores, interrupted and resumed once. The warm-up fraction is a previous base's (78 of 3,300
+    # steps): 212 steps here, so these defaults reproduce the shipped base exactly.
     warmup_frac: float = 78 / 3300
-    steps: int = 3300
+    steps: int = 9000
     batch_size: int = 32
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
     # The text decoder's shape, 128 wide with 4 heads. 8 layers x 256 planned no better than 6 x 512
