@@ -16,6 +16,19 @@ from mgsd_mini import data, generic_images, model as models, prompts
 from mgsd_mini.generate import generate
 
 
+def accuracy_by_kind(net, processor, items: list, place=lambda image: image) -> tuple[dict[str, float], dict[str, int]]:
+    """({question kind (its first three words): % exact}, {kind: count}) over (image, question, answer) items;
+    `place` maps each image before it is shown (bench/vision_canvas.py pastes it on a canvas)."""
+    hits = collections.defaultdict(list)
+    for start in range(0, len(items), 32):
+        chunk = items[start:start + 32]
+        batch = data.collate([data.encode_chat(processor, prompts.image_question(q), [place(img)], True) for img, q, _ in chunk],
+                             processor.tokenizer.pad_token_id, left_pad=True)
+        for (_, q, a), text in zip(chunk, generate(net, processor, batch, 80).texts):
+            hits[" ".join(q.split()[:3])].append(text.replace("<|im_end|>", "").strip() == a)
+    return {kind: 100 * sum(ok) / len(ok) for kind, ok in sorted(hits.items())}, {kind: len(ok) for kind, ok in hits.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mini")
@@ -24,16 +37,9 @@ def main() -> None:
     args = ap.parse_args()
     net, processor = models.load(args.model)
     rng = random.Random(args.seed)
-    items = [generic_images.sample(rng) for _ in range(args.n)]
-    hits = collections.defaultdict(list)
-    for start in range(0, len(items), 32):
-        chunk = items[start:start + 32]
-        batch = data.collate([data.encode_chat(processor, prompts.image_question(q), [img], True) for img, q, _ in chunk],
-                             processor.tokenizer.pad_token_id, left_pad=True)
-        for (_, q, a), text in zip(chunk, generate(net, processor, batch, 80).texts):
-            hits[" ".join(q.split()[:3])].append(text.replace("<|im_end|>", "").strip() == a)
-    for kind, ok in sorted(hits.items()):
-        print(f"{kind:28s} n={len(ok):4d}  accuracy {100 * sum(ok) / len(ok):5.1f} %")
+    accuracy, counts = accuracy_by_kind(net, processor, [generic_images.sample(rng) for _ in range(args.n)])
+    for kind, acc in accuracy.items():
+        print(f"{kind:28s} n={counts[kind]:4d}  accuracy {acc:5.1f} %")
 
 
 if __name__ == "__main__":
