@@ -59,7 +59,7 @@ class BaseConfig(Optim):
     lr: float = 1e-3
     weight_decay: float = 0.1
     schedule: str = "wsd"
-    # The shipped base: 9,000 steps (300 image-only, then mixed at ~0.7-0.85 s a step), about 2 h on
+    # The shipped base: 9,000 steps (300 image-only, then mixed at ~0.7-0.85 s a step), ~1.7 h on
     # 2 cores, interrupted and resumed once. The warm-up fraction is a previous base's (78 of 3,300
     # steps): 212 steps here, so these defaults reproduce the shipped base exactly.
     warmup_frac: float = 78 / 3300
@@ -67,15 +67,18 @@ class BaseConfig(Optim):
     batch_size: int = 32
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
     # The text decoder's shape, 128 wide with 4 heads. 8 layers x 256 planned no better than 6 x 512
-    # at the same wall time (README, "What did not help").
+    # at the same wall time (README, "Status": the pilot table).
     layers: int = 6
     mlp: int = 512
     # Generic images: `vision_steps` image-only steps first, then `image_frac` of the later batches. A
     # vision pathway trained only by a trickle of image batches among text ones learned nothing
-    # (raster transcription 0 %); 300 image-only steps first and 15 % later: 38.5 % (bench/probe_vision.py).
+    # (raster transcription 0 %); 300 image-only steps first and 15 % later: 38.5 % after 3,300 steps,
+    # 100 % after 9,000 (bench/probe_vision.py).
     vision_steps: int = 300
     detour_frac: float = 0.4  # share of planning puzzles drawn among those the blind plan fails
-    grid_only_frac: float = 0.0  # share of FrozenLake / MiniBehaviour prompts without the coordinates line
+    # Share of FrozenLake / MiniBehaviour prompts without the coordinates line (the response still
+    # restates it). Off: at 0.5 a FrozenLake-only pilot planned far worse (README, "Status").
+    grid_only_frac: float = 0.0
     image_frac: float = 0.15
     ckpt_every: int = 500
 

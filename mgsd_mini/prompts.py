@@ -55,7 +55,7 @@ def plan_text(actions: list[str]) -> str:
 
 def response(task: str, state: dict, plan: list[str]) -> str:
     """The target response for a planning prompt: restated state, then the plan."""
-    return f"{puzzles.get_task(task).symbolic_text(state)}\n<answer>{plan_text(plan)}</answer>"
+    return f"{state_text(task, state)}\n<answer>{plan_text(plan)}</answer>"
 
 
 def state_text(task: str, state: dict, coordinates: bool = True) -> str:

@@ -66,6 +66,7 @@ def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
     prompt = processor.tokenizer.decode(prompt_ids)
     assert restated in prompt and "Reference plan" not in prompt  # it restates its prompt, and plans on its own
 
+
 @pytest.mark.parametrize("task,level", [("frozenlake", 4), ("minibehaviour", 5), ("maze", 3)])
 def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_it(mini, task, level):
     _, processor = mini
@@ -80,7 +81,6 @@ def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_i
     if task not in prompts.GRID_MARKS_ALL:
         with pytest.raises(ValueError, match="coordinates line"):
             prompts.state_text(task, pretrain.train_puzzle(task, level, rng), coordinates=False)
-
 
 
 def test_generic_images_never_show_a_puzzle(mini):
