@@ -35,16 +35,19 @@ def adversarial(rng: random.Random, i: int) -> str:
 
 
 def _call_all(states, text) -> float:
-    """Run every reader on `text` (raising on any exception); the CPU time of the slowest call."""
+    """Run every reader on `text` (raising on any exception); the CPU time of the slowest call.
+
+    This thread's CPU time: process time would also count torch's worker threads, still spinning
+    from earlier tests in the same pytest process."""
     slowest = 0.0
     for name, state in states.items():  # check() = parse_answer() then the verifier
-        t0 = time.process_time()
+        t0 = time.thread_time()
         outcome = puzzles.check(name, state, text)
-        slowest = max(slowest, time.process_time() - t0)
+        slowest = max(slowest, time.thread_time() - t0)
         assert outcome.parse_ok in (True, False) and outcome.success in (True, False)
-    t0 = time.process_time()
+    t0 = time.thread_time()
     assert puzzles.score_perception("( 1 , 2 )", text) in (True, False)
-    return max(slowest, time.process_time() - t0)
+    return max(slowest, time.thread_time() - t0)
 
 
 def test_parser_verifier_and_scorer_survive_100k_adversarial_strings():
@@ -55,10 +58,11 @@ def test_parser_verifier_and_scorer_survive_100k_adversarial_strings():
         text = adversarial(rng, i)
         timings.append((_call_all(states, text), text))  # raises on any exception, with that input in the traceback
     # Time bound per input and call, in CPU time (a busy machine does not count): re-time the slowest
-    # few, best of 3.
+    # few, best of 3. Linear parsing of the longest (16k-character) inputs takes ~10 ms; catastrophic
+    # regex backtracking would take seconds, so 25 ms catches it without flaking on a loaded machine.
     for _, text in sorted(timings, key=lambda t: t[0], reverse=True)[:20]:
         best = min(_call_all(states, text) for _ in range(3))
-        assert best <= 0.010, (len(text), text[:80], best)
+        assert best <= 0.025, (len(text), text[:80], best)
 
 
 def test_fuzz_covers_the_interesting_cases():
