@@ -2,7 +2,7 @@
 
     python bench/probe_vision.py --model mini --n 192
 
-(80 new tokens: enough for an 8x8 raster transcription, 64 colour words and 7 line breaks.)
+(80 new tokens: more than a 5x5 raster transcription, 25 colour words and 4 line breaks, needs.)
 
 A diagnostic for stage 0: the mini base should read colour grids before grounding can teach it to
 read puzzles. Exact match after stripping the end-of-turn token.
@@ -16,13 +16,12 @@ from mgsd_mini import data, generic_images, model as models, prompts
 from mgsd_mini.generate import generate
 
 
-def accuracy_by_kind(net, processor, items: list, place=lambda image: image) -> tuple[dict[str, float], dict[str, int]]:
-    """({question kind (its first three words): % exact}, {kind: count}) over (image, question, answer) items;
-    `place` maps each image before it is shown (bench/vision_canvas.py pastes it on a canvas)."""
+def accuracy_by_kind(net, processor, items: list) -> tuple[dict[str, float], dict[str, int]]:
+    """({question kind (its first three words): % exact}, {kind: count}) over (image, question, answer) items."""
     hits = collections.defaultdict(list)
     for start in range(0, len(items), 32):
         chunk = items[start:start + 32]
-        batch = data.collate([data.encode_chat(processor, prompts.image_question(q), [place(img)], True) for img, q, _ in chunk],
+        batch = data.collate([data.encode_chat(processor, prompts.image_question(q), [img], True) for img, q, _ in chunk],
                              processor.tokenizer.pad_token_id, left_pad=True)
         for (_, q, a), text in zip(chunk, generate(net, processor, batch, 80).texts):
             hits[" ".join(q.split()[:3])].append(text.replace("<|im_end|>", "").strip() == a)

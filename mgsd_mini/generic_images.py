@@ -6,7 +6,8 @@ tower learns only from these captions of random grids: cell colours, grid size, 
 The puzzle palettes, symbols and questions never appear, so a base trained on this still cannot
 restate a FrozenLake map from pixels — the modality gap that grounding and distillation close.
 
-Images use the mini preset's geometry (16 px per cell, one merged visual token per cell).
+Images use the mini preset's geometry (16 px per cell, one merged visual token per cell); the mini
+processor pastes them on its fixed canvas, as it does puzzle images.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ CELL_PX = 16
 # alone ("colour at row r, column c", "where is the circle") the first shipped base stayed at chance
 # (bench/probe_vision.py): the scan is what teaches the vision pathway to read cells.
 RASTER_SHARE = 0.5
-SIZES = range(3, 9)  # grid sides
+SIZES = range(3, 6)  # grid sides: they must fit the mini canvas (processor.MINI_CANVAS_CELLS)
 
 
 def sample(rng: random.Random, sizes: range = SIZES) -> tuple[Image.Image, str, str]:

@@ -231,7 +231,8 @@ def image_size(model_or_processor, task: str, level: int) -> int:
     """Pixels per side to render a puzzle at.
 
     The mini model (8-px patches) sees one merged visual token per grid cell: patch x merge = 16 px
-    per cell, so 16 * side px for a side-`level` grid (every task's level is its grid side). Real
+    per cell, so 16 * side px for a side-`level` grid (every task's level is its grid side); its
+    processor then pastes that on its fixed canvas (processor.CanvasImageProcessor). Real
     Qwen-VL backbones get the paper's 256 x 256.
     """
     patch, merge = _vision_geometry(model_or_processor)

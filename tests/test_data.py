@@ -54,7 +54,8 @@ def test_image_tokens_and_types_match_the_image_grid(processor):
     image = _image(4, 3)
     ex = encode_chat(processor, prompts.student_prompt("maze"), [image], add_generation_prompt=True)
     n_visual = int(ex["image_grid_thw"].prod()) // processor.image_processor.merge_size ** 2
-    assert n_visual == 16  # one merged visual token per grid cell at 16 px per cell
+    cells = processor.image_processor.canvas_px // 16
+    assert n_visual == cells * cells  # one merged visual token per 16-px cell of the mini canvas
     assert int((ex["input_ids"] == processor.image_token_id).sum()) == n_visual
     assert torch.equal(ex["mm_token_type_ids"] == 1, ex["input_ids"] == processor.image_token_id)
 

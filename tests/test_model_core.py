@@ -10,6 +10,7 @@ from PIL import Image
 from mgsd_mini import model as M
 from mgsd_mini import prompts
 from mgsd_mini.model import ModelLoadError
+from mgsd_mini.processor import CANVAS_GREY, CanvasImageProcessor
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +51,51 @@ def test_stage0_chooses_the_decoder_shape_and_it_survives_save_and_load(layers, 
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
-@pytest.mark.parametrize("sides", [(3,), (4, 6), (5, 8, 3)])
-def test_processor_gives_one_visual_token_per_cell(mini, sides):
+@pytest.mark.parametrize("sides", [(3,), (4, 5), (5, 2, 3)])
+def test_processor_gives_the_canvas_tokens_and_one_per_cell_without_it(mini, sides):
     model, processor = mini
+    cells = processor.image_processor.canvas_px // 16
     batch = image_batch(processor, sides)
     n_image = (batch["input_ids"] == processor.image_token_id).sum(1)
-    assert n_image.tolist() == [s * s for s in sides]
-    assert batch["image_grid_thw"].tolist() == [[1, 2 * s, 2 * s] for s in sides]
+    assert cells == 5 and n_image.tolist() == [cells * cells] * len(sides)  # every grid on one canvas
+    assert batch["image_grid_thw"].tolist() == [[1, 2 * cells, 2 * cells]] * len(sides)
     assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == processor.image_token_id)
     for s in sides:
         assert M.image_size(processor, "frozenlake", s) == 16 * s == M.image_size(model, "maze", s)
+    fit = M.build_mini(seed=0)[1]
+    fit.image_processor.canvas_px = 0
+    batch = image_batch(fit, sides)
+    assert (batch["input_ids"] == fit.image_token_id).sum(1).tolist() == [s * s for s in sides]
+    assert batch["image_grid_thw"].tolist() == [[1, 2 * s, 2 * s] for s in sides]
+
+
+@pytest.mark.parametrize("side", [2, 3, 5])
+def test_canvas_pastes_the_image_top_left_on_grey_and_refuses_a_larger_one(mini, side):
+    """The canvas image's pixels are the image's own at the top left and the grey elsewhere: the same
+    patches as the processor without canvas fed the hand-pasted canvas."""
+    _, processor = mini
+    ip = processor.image_processor
+    rng = torch.Generator().manual_seed(side)
+    pixels = torch.randint(0, 256, (16 * side, 16 * side, 3), generator=rng, dtype=torch.uint8)
+    image = Image.fromarray(pixels.numpy())
+    by_hand = Image.new("RGB", (ip.canvas_px, ip.canvas_px), CANVAS_GREY)
+    by_hand.paste(image, (0, 0))
+    plain = CanvasImageProcessor(**{**ip.to_dict(), "canvas_px": 0})
+    got, want = ip(images=[image], return_tensors="pt"), plain(images=[by_hand], return_tensors="pt")
+    assert torch.equal(got["pixel_values"], want["pixel_values"]) and torch.equal(got["image_grid_thw"], want["image_grid_thw"])
+    with pytest.raises(ValueError, match="does not fit"):
+        ip(images=[Image.new("RGB", (ip.canvas_px + 16, 16))], return_tensors="pt")
+
+
+def test_canvas_survives_save_and_a_processor_saved_without_it_loads_without_it(tmp_path):
+    ip = CanvasImageProcessor(canvas_px=48, patch_size=8, merge_size=2)
+    ip.save_pretrained(tmp_path / "canvas")
+    assert CanvasImageProcessor.from_pretrained(tmp_path / "canvas").canvas_px == 48
+    config = json.loads((tmp_path / "canvas" / "preprocessor_config.json").read_text())
+    del config["canvas_px"]  # as saved before the canvas (the Qwen checkpoints, earlier mini models)
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "preprocessor_config.json").write_text(json.dumps(config))
+    assert CanvasImageProcessor.from_pretrained(tmp_path / "old").canvas_px == 0
 
 
 def test_tokenizer_round_trips_any_text_and_has_qwen_specials(mini):

@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 import puzzles
-from mgsd_mini import config, grounding, lora, pretrain, prompts
+from mgsd_mini import config, generic_images, grounding, lora, pretrain, prompts
 from mgsd_mini import model as M
 from mgsd_mini.data import IGNORE
 from train import app
@@ -86,7 +86,7 @@ def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_i
 def test_generic_images_never_show_a_puzzle(mini):
     _, processor = mini
     rng = __import__("random").Random(2)
-    for side in (3, 5, 8, 4, 6):
+    for side in generic_images.SIZES:
         ex = pretrain.generic_image_example(processor, rng, side)
         text = processor.tokenizer.decode(ex["input_ids"])
         assert "pixel_values" in ex and not any(t in text.lower() for t in puzzles.TASKS)
