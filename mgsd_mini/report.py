@@ -87,7 +87,9 @@ def print_tables(summaries: list[dict], console: Console | None = None) -> None:
 # ----------------------------------------------------------------------------- plot
 
 SHORT = {"frozenlake": "FL", "maze": "Maze", "minibehaviour": "MB"}  # x-axis labels: task level
-PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
+# tab10: distinct colours for up to ten models (reproduce.py plots eight rows)
+PALETTE = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+           (227, 119, 194), (188, 189, 34), (23, 190, 207), (127, 127, 127)]
 
 
 def _font(size: int):
