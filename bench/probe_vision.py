@@ -2,7 +2,7 @@
 
     python bench/probe_vision.py --model mini --n 192
 
-(80 new tokens: more than a 5x5 raster transcription, 25 colour words and 4 line breaks, needs.)
+(80 new tokens: more than a 5x5 raster transcription needs — 25 colour words and 4 line breaks.)
 
 A diagnostic for stage 0: the mini base should read colour grids before grounding can teach it to
 read puzzles. Exact match after stripping the end-of-turn token.

@@ -1,5 +1,6 @@
 """The mini Qwen3-VL: build, processor, forward/backward, save -> from_pretrained reload, bad input."""
 
+import copy
 import json
 import shutil
 
@@ -62,7 +63,7 @@ def test_processor_gives_the_canvas_tokens_and_one_per_cell_without_it(mini, sid
     assert torch.equal(batch["mm_token_type_ids"].bool(), batch["input_ids"] == processor.image_token_id)
     for s in sides:
         assert M.image_size(processor, "frozenlake", s) == 16 * s == M.image_size(model, "maze", s)
-    fit = M.build_mini(seed=0)[1]
+    fit = copy.deepcopy(processor)  # the same processor with the canvas off
     fit.image_processor.canvas_px = 0
     batch = image_batch(fit, sides)
     assert (batch["input_ids"] == fit.image_token_id).sum(1).tolist() == [s * s for s in sides]
