@@ -97,7 +97,7 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
     cfg = config.resolve("grounding", "mini", {"n_per_level": 3, "levels": "3,5"})
     examples = grounding.perception_examples(processor, cfg)
     # every example's answer is a gold perception answer of a train-split puzzle
-    n_questions = 0
+    n_questions = n_puzzles = 0
     for task, levels in grounding.task_levels(cfg).items():
         for level in levels:
             records = puzzles.make_split(task, level, "train", 3, cfg.seed)
@@ -105,7 +105,10 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
             test_ids = {r["id"] for r in puzzles.make_split(task, level, "test", 20, cfg.seed)}
             assert not test_ids & {r["id"] for r in records}
             n_questions += sum(len(r["perception"]) for r in records)
+            n_puzzles += len(records)
     assert len(examples) == n_questions
+    # the questions about one puzzle share its pixel tensor (memory), so there is one per puzzle
+    assert len({id(ex["pixel_values"]) for ex in examples}) == n_puzzles
 
 
 def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_dir):
