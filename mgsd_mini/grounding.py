@@ -53,14 +53,22 @@ def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
 
 
 def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
-    """batches_fn(i): micro-batch i of a fresh seeded shuffle every epoch (pure in (seed, i))."""
+    """batches_fn(i): micro-batch i of a fresh seeded shuffle every epoch (pure in (seed, i)).
+
+    An optimizer step's examples (`grad_accum` micro-batches) are split into micro-batches by
+    length: the gradient is the same sum over the same examples, but the one long "Restate the
+    state ." answer in every few questions no longer pads a whole micro-batch to its length.
+    """
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
+    per_step = cfg.batch_size * cfg.grad_accum
 
     def batches_fn(i: int) -> dict:
         epoch, j = divmod(i, per_epoch)
         order = list(range(len(examples)))
         random.Random(f"grounding|{cfg.seed}|{epoch}").shuffle(order)
-        return collate([examples[k] for k in order[j * cfg.batch_size:(j + 1) * cfg.batch_size]], pad_id)
+        group, k = divmod(j, cfg.grad_accum)
+        step_examples = sorted(order[group * per_step:(group + 1) * per_step], key=lambda e: len(examples[e]["input_ids"]))
+        return collate([examples[e] for e in step_examples[k * cfg.batch_size:(k + 1) * cfg.batch_size]], pad_id)
 
     return batches_fn
 

@@ -111,6 +111,24 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
     assert len({id(ex["pixel_values"]) for ex in examples}) == n_puzzles
 
 
+def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_length(mini):
+    _, processor = mini
+    cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 4, "grad_accum": 3})
+    examples = grounding.perception_examples(processor, cfg)
+    batches_fn = grounding.make_batches(examples, processor.tokenizer.pad_token_id, cfg)
+    per_epoch = -(-len(examples) // cfg.batch_size)
+    seen = []
+    for step in range(-(-per_epoch // cfg.grad_accum)):
+        micro = [batches_fn(step * cfg.grad_accum + k) for k in range(cfg.grad_accum) if step * cfg.grad_accum + k < per_epoch]
+        lengths = [b["attention_mask"].sum(1).tolist() for b in micro]
+        # shorter examples first: each micro-batch is no longer than the next one's shortest
+        assert all(max(a) <= min(b) for a, b in zip(lengths, lengths[1:]))
+        seen += [ids[m.bool()].tolist() for b in micro for ids, m in zip(b["input_ids"], b["attention_mask"])]
+    # one epoch is every example exactly once
+    assert sorted(seen) == sorted(ex["input_ids"].tolist() for ex in examples)
+    assert len(seen) == len(examples) > 2 * cfg.batch_size * cfg.grad_accum
+
+
 def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_dir):
     cfg = config.resolve("grounding", "mini", {
         "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
