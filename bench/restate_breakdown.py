@@ -4,7 +4,8 @@
 
 Reads the per-question rows a perception eval writes (`train.py --stage grounding` or
 `eval.py --mode perception`) and scores the answers to "Restate the state ." in parts: the whole grid
-exact, the share of grid rows exact, and the coordinates line (the state text's last line) exact.
+exact, the share of grid rows exact, and the coordinates line (the state text's last line) exact;
+then the accuracy of every question, per task.
 """
 
 import argparse
@@ -24,9 +25,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", help="perception_cases.jsonl (or cases.jsonl of eval.py --mode perception)")
     args = ap.parse_args()
-    scores = collections.defaultdict(list)
+    scores, by_question = collections.defaultdict(list), collections.defaultdict(list)
     with open(args.cases) as f:
         for row in map(json.loads, f):
+            by_question[(row["task"], row["question"])].append(bool(row["correct"]))
             if row.get("question") != puzzles.RESTATE:
                 continue
             (got_rows, got_coords), (gold_rows, gold_coords) = parts(row["response"]), parts(row["gold"])
@@ -36,6 +38,9 @@ def main() -> None:
     for (task, level), s in sorted(scores.items()):
         mean = [100 * sum(x[k] for x in s) / len(s) for k in range(3)]
         print(f"{task:15s} {level:5d} {len(s):4d} {mean[0]:10.1f}% {mean[1]:10.1f}% {mean[2]:12.1f}%")
+    print(f"\n{'task':15s} {'question':45s} {'n':>4s} {'accuracy':>9s}")
+    for (task, question), ok in sorted(by_question.items()):
+        print(f"{task:15s} {question:45s} {len(ok):4d} {100 * sum(ok) / len(ok):8.1f}%")
 
 
 if __name__ == "__main__":

@@ -99,8 +99,8 @@ class GroundingConfig(Optim):
     # Puzzles per task and level, and passes over them. Content -> position ("where is the start",
     # every coordinate) is learned late and suddenly: 200 puzzles x 3 epochs (338 steps) left "where"
     # at chance (question accuracy 24.5 %), 800 x 1.8 (810 steps) reached 53.7 %, 800 x 2 (900 steps)
-    # 68.0 % (README, "Status"). Micro-batches split by length made a step ~1.3x cheaper, and 2.4
-    # passes (1,080 steps) still fit in 15 min on 2 cores.
+    # 68.0 %, 2.4 (1,080 steps) 86.0 % (README, "Status"). Micro-batches split by length made a step
+    # ~1.3x cheaper; even so 2.4 passes took 15 min 5 s on 2 cores, 5 s over the stage's target.
     epochs: float = 2.4
     batch_size: int = 16
     grad_accum: int = 4  # effective batch 64
@@ -142,9 +142,9 @@ class DistillConfig(Optim):
     lora_r: int = 16
     lora_alpha: float = 32.0
     lora_dropout: float = 0.0
-    # Training puzzles per task and level (one epoch = all of them). Still improving at the end:
-    # 200 (188 steps, ~7 min) reached 7.3 % image success, 480 (450 steps, ~17 min) 20.2 % (README,
-    # "Status"); the 20-min budget allows no more.
+    # Training puzzles per task and level (one epoch = all of them). Still improving at the end: on
+    # the same grounding adapter 200 (188 steps) reached 7.3 % image success, 480 (450 steps) 20.2 %;
+    # the default pipeline, 21.9 % in 12 min 47 s (README, "Status").
     n_per_level: int = 480
     levels: tuple[int, ...] = ()  # empty = evaluate.DEFAULT_LEVELS
     val_every: int = 20  # steps between validations (greedy, val split); 0 = never
