@@ -46,14 +46,19 @@ def encode_sft(processor, prompt_messages: list[dict], response_text: str, image
 
     The prompt (with the generation prompt `<|im_start|>assistant\\n`) must tokenize to a prefix of
     the full conversation; the labelled span runs from there up to and including the first
-    <|im_end|> (the template's trailing newline after it stays unlabelled).
+    <|im_end|> (the template's trailing newline after it stays unlabelled). The prefix check
+    tokenizes text only: expanding each <|image_pad|> to its patches happens inside the prompt, so
+    the response's tokens are the same either way, and the images are processed once, not twice.
     """
     messages = prompt_messages + [{"role": "assistant", "content": [{"type": "text", "text": response_text}]}]
     full = encode_chat(processor, messages, images, add_generation_prompt=False)
-    prompt = encode_chat(processor, prompt_messages, images, add_generation_prompt=True)
-    ids, n = full["input_ids"], len(prompt["input_ids"])
-    if n >= len(ids) or not torch.equal(ids[:n], prompt["input_ids"]):
+    text_ids = [processor.tokenizer(processor.apply_chat_template(m, tokenize=False, add_generation_prompt=g), return_tensors="pt")["input_ids"][0]
+                for m, g in ((prompt_messages, True), (messages, False))]
+    prompt_ids, full_text_ids = text_ids
+    ids, tail = full["input_ids"], len(full_text_ids) - len(prompt_ids)
+    if tail <= 0 or not torch.equal(full_text_ids[:len(prompt_ids)], prompt_ids) or not torch.equal(ids[len(ids) - tail:], full_text_ids[-tail:]):
         raise ValueError("the chat template does not tokenize the prompt as a prefix of prompt + response")
+    n = len(ids) - tail
     eos = processor.tokenizer.convert_tokens_to_ids(EOS_TOKEN)
     ends = (ids[n:] == eos).nonzero()
     if len(ends) == 0:
