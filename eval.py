@@ -72,7 +72,7 @@ def main(
 
     from mgsd_mini import config, report
     from mgsd_mini import evaluate as ev
-    from mgsd_mini.lora import load_adapter
+    from mgsd_mini.lora import load_adapters
     from mgsd_mini.model import load
 
     # ---- validate everything cheap before loading a model
@@ -135,12 +135,7 @@ def main(
     for model_name, adapters in specs:
         try:
             net, processor = load(model_name, device=cfg.device)
-            names = set()
-            for a in adapters:  # load_adapter appends: stacked in the order given
-                name = Path(a).name or "adapter"
-                while name in names:
-                    name += "_"
-                names.add(load_adapter(net, a, name=name))
+            load_adapters(net, adapters)
         except ValueError as err:  # ModelLoadError / AdapterError carry a one-line fix
             _fail(str(err))
         label = _label(model_name, adapters)

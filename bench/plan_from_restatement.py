@@ -55,8 +55,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="test puzzles per task and level")
     args = ap.parse_args()
     net, processor = models.load(args.model)
-    for i, path in enumerate(args.adapter):
-        lora.load_adapter(net, path, name=f"adapter{i}")
+    lora.load_adapters(net, args.adapter)
     cases = evaluate.held_out_cases(evaluate.choose_levels(puzzles.TASKS), args.n, "test")
     success = success_by_task(net, processor, cases)
     for task, pct in success.items():

@@ -313,6 +313,18 @@ def load_adapter(model: nn.Module, path: str | Path, name: str | None = None, tr
     return name
 
 
+def load_adapters(model: nn.Module, paths: list[str | Path]) -> list[str]:
+    """Stack adapters in the order given (grounding, then distill), each named after its folder
+    (made unique, since every run saves to a folder named `adapter`); returns their names."""
+    names: list[str] = []
+    for path in paths:
+        name = Path(path).name or "adapter"
+        while name in names:
+            name += "_"
+        names.append(load_adapter(model, path, name=name))
+    return names
+
+
 def _group_by_module(tensors: dict[str, torch.Tensor], path: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{module name: (A, B)} from peft keys `base_model.model.<module>.lora_{A,B}[.<adapter>].weight`."""
     grouped: dict[str, dict[str, torch.Tensor]] = {}

@@ -127,6 +127,22 @@ def test_save_load_roundtrip_and_peft_agree(fresh, tmp_path, vision):
     torch.testing.assert_close(logits(ours_again, batch), ours, rtol=1e-5, atol=1e-5)
 
 
+def test_load_adapters_stacks_runs_saved_under_the_same_folder_name(fresh, tmp_path):
+    """Every stage saves to `<run>/adapter`: two such folders stack under distinct names, in order,
+    and give the logits of the two adapters trained together."""
+    model, processor = fresh
+    batch = text_batch(processor)
+    for i, name in enumerate(("g", "d")):
+        lora.add_lora(model, name, r=4, alpha=8.0)
+        randomise(model, name, 10 + i)
+        lora.save_adapter(model, name, tmp_path / name / "adapter")
+    stacked = logits(model, batch)
+    reloaded, _ = M.build_mini(seed=0)
+    assert lora.load_adapters(reloaded, [tmp_path / "g" / "adapter", tmp_path / "d" / "adapter"]) == ["adapter", "adapter_"]
+    torch.testing.assert_close(logits(reloaded, batch), stacked, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(stacked, logits(M.build_mini(seed=0)[0], batch))
+
+
 def test_bad_adapters_raise_adapter_error(fresh, tmp_path):
     model, _ = fresh
     lora.add_lora(model, "g", r=4, alpha=8.0)
