@@ -100,7 +100,8 @@ class GroundingConfig(Optim):
     # every coordinate) is learned late and suddenly: 200 puzzles x 3 epochs (338 steps) left "where"
     # at chance (question accuracy 24.5 %), 800 x 1.8 (810 steps) reached 53.7 %, 800 x 2 (900 steps)
     # 68.0 %, 2.4 (1,080 steps) 86.0 % (README, "Status"). Micro-batches split by length made a step
-    # ~1.3x cheaper; even so 2.4 passes took 15 min 5 s on 2 cores, 5 s over the stage's target.
+    # ~1.3x cheaper and processing each example's images once (not twice) cheaper again: 2.4 passes
+    # took 13 min 32 s on 2 cores, within the stage's 15 min — on that machine (README, "Status").
     epochs: float = 2.4
     batch_size: int = 16
     grad_accum: int = 4  # effective batch 64

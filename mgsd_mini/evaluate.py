@@ -1,8 +1,10 @@
 """Evaluation: held-out puzzles (or imported benchmark records) -> greedy answers -> verifier -> summary.
 
-Three modes share one loop:
+Four modes share one loop:
 - `image`:      the student prompt (instruction + rendered image) — the model's real use;
 - `text`:       the teacher prompt without the reference plan (symbolic state as text) — the upper bound;
+- `teacher`:    the teacher prompt with the reference plan, as stage 2 scores rollouts — how well the
+                privileged teacher itself answers (a plan it cannot copy is a teacher off its training);
 - `perception`: one prompt per perception question about the image, scored by exact match.
 
 Planning answers go through `puzzles.check` (the same verifier as the training reward); a response
@@ -42,7 +44,8 @@ from mgsd_mini.data import collate, encode_chat
 from mgsd_mini.generate import generate
 from mgsd_mini.model import image_size
 
-MODES = ("image", "text", "perception")
+# text: the symbolic upper bound; teacher: the stage-2 teacher's prompt, the state + the reference plan
+MODES = ("image", "text", "teacher", "perception")
 
 
 # Default levels per task for `eval.py` (what the mini preset can reach, DESIGN §4). Kept here because
@@ -149,8 +152,9 @@ def build_prompts(cases: list[dict], mode: str, processor) -> list[dict]:
     items, instructions = [], prompts.instructed(processor)
     for i, case in enumerate(cases):
         task, level = case["task"], int(case["level"])
-        if mode == "text":
-            items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"], instructions=instructions), "images": None})
+        if mode in ("text", "teacher"):
+            plan = (case.get("optimal_plan") or puzzles.get_task(task).solve(case["state"])) if mode == "teacher" else None
+            items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"], plan, instructions), "images": None})
             continue
         image = case_image(case, image_size(processor, task, level))
         if mode == "image":

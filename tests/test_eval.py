@@ -138,6 +138,13 @@ def test_prompts_per_mode_and_image_sizes():
     qwen = ev.build_prompts(cases, "text", _FakeProcessor(151_936))[0]["messages"][0]["content"][0]["text"]
     assert qwen.startswith("Solve this frozenlake puzzle . S start") and cases[0]["symbolic_text"] in qwen
     assert qwen.endswith(prompts.ANSWER_FORMAT) and "Reference plan" not in qwen  # the upper bound gets no plan
+    # teacher mode: the stage-2 teacher's prompt, the same state followed by the BFS plan (solved if the record lacks it)
+    records = [cases[0], {k: v for k, v in cases[2].items() if k != "optimal_plan"}]
+    for case, item in zip(records, ev.build_prompts(records, "teacher", _FakeProcessor())):
+        plan = puzzles.get_task(case["task"]).solve(case["state"])
+        assert plan == cases[records.index(case) * 2]["optimal_plan"] and len(plan) > 0
+        assert item["messages"][0]["content"][0]["text"] == (
+            f"{case['task']}\n{case['symbolic_text']}\nReference plan : {prompts.plan_text(plan)}")
     for vocab, words in ((650, ["frozenlake"]), (151_936, ["Solve this frozenlake puzzle shown in the image", "S start"])):
         student = ev.build_prompts(cases[:1], "image", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
         question = ev.build_prompts(cases[:1], "perception", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
