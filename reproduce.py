@@ -43,6 +43,9 @@ RUNS = {
     "distill-no-grounding": ["--stage", "distill", "--from", "base"],
     "sft-gold": ["--stage", "distill", "--loss", "gold"],
 }
+# what a finished run of each stage has written last (distill saves `adapter` at every new best on
+# validation, so an interrupted distill run has one too: it must be resumed, not reused)
+FINAL = {"grounding": "adapter", "distill": "adapter-last"}
 # (row label, adapters as run names); every row is evaluated from the image, the first also from text
 ROWS = [
     ("base", []),
@@ -99,7 +102,7 @@ def call_all(commands: dict[str, list[str]], jobs: int, out: Path) -> dict[str, 
 def train_args(name: str, out: Path, smoke: bool) -> list[str] | None:
     """train.py arguments of run `name` into out/name; None if it finished; --resume if it was interrupted."""
     run_dir = out / name
-    if (run_dir / "adapter").is_dir():
+    if (run_dir / FINAL[RUNS[name][1]]).is_dir():
         return None
     args = ["train.py", *RUNS[name], "--out", str(run_dir)]
     if RUNS[name][1] == "distill" and "base" not in RUNS[name]:

@@ -3,6 +3,7 @@ steps and two puzzles per stage), so the entry behind the README's table cannot 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,12 @@ def test_reproduce_smoke_trains_every_run_evaluates_every_row_and_reuses_finishe
     again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "train.py" not in again.stdout  # nothing is trained twice
     assert (tmp_path / "results.md").read_text() == table  # the same evaluations, reused
+
+    # an interrupted distill run already holds `adapter` (its best so far): it is resumed, not reused
+    sys.path.insert(0, str(ROOT))
+    import reproduce
+
+    assert reproduce.train_args("distill-full", tmp_path, smoke=True) is None
+    shutil.rmtree(tmp_path / "distill-full" / "adapter-last")
+    assert (tmp_path / "distill-full" / "adapter").is_dir()
+    assert reproduce.train_args("distill-full", tmp_path, smoke=True)[-1] == "--resume"
