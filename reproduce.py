@@ -4,6 +4,7 @@
     python reproduce.py --out DIR --n 50     # another folder / puzzles per task-level
     python reproduce.py --smoke              # a few steps and puzzles per stage: the pipeline end to end
     python reproduce.py --jobs 1             # one run at a time, all cores each, progress bars on screen
+    python reproduce.py --skip distill-sampled   # leave a run out, with the rows that need it
 
 Rows (image mode unless said; the base is the shipped mini base, `python train.py --stage base --ship`):
 base (text: the symbolic upper bound), base, grounding only, grounding + distill (full reverse KL,
@@ -146,25 +147,35 @@ def pct(x) -> str:
 def main(out: Path = typer.Option(Path("runs/reproduce"), help="folder of every run, eval and the table"),
          n: int = typer.Option(50, help="held-out test puzzles per task and level"),
          smoke: bool = typer.Option(False, help="2 steps and 2 puzzles per stage (a pipeline check, not results)"),
-         jobs: int = typer.Option(2, min=1, help="runs at once, cores/jobs threads each (1: one at a time, on screen)")) -> None:
+         jobs: int = typer.Option(2, min=1, help="runs at once, cores/jobs threads each (1: one at a time, on screen)"),
+         skip: list[str] = typer.Option(None, help="a run to leave out, with the rows that need it (repeat)")) -> None:
+    skip = set(skip or [])
+    if skip - set(RUNS):
+        raise typer.BadParameter(f"unknown run(s) {', '.join(sorted(skip - set(RUNS)))}: choose from {', '.join(RUNS)}",
+                                 param_hint="--skip")
+    table = [(label, runs) for label, runs in ROWS if not skip & set(runs)]
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     # grounding and the one run that does not stack on it first; then the runs that need its adapter
-    train(["grounding", "distill-no-grounding"], out, smoke, jobs)
-    train([name for name in RUNS if name not in ("grounding", "distill-no-grounding")], out, smoke, jobs)
-    adapted = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in ROWS[1:]]  # ROWS[0]: the base
+    needed = {run for _, runs in table for run in runs}
+    train([name for name in ("grounding", "distill-no-grounding") if name in needed], out, smoke, jobs)
+    train([name for name in RUNS if name in needed and name not in ("grounding", "distill-no-grounding")], out, smoke, jobs)
+    adapted = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in table[1:]]  # table[0]: the base
     evals = {f"eval-{mode}": eval_args(out, mode, compare, n, smoke)
              for mode, compare in [("image", adapted), ("perception", adapted), ("text", [])]
              if not (out / f"eval-{mode}" / "summary.json").exists()}
     call_all(evals, jobs, out)
     text, image, perception = summaries(out, "text")[0], summaries(out, "image"), summaries(out, "perception")
+    if not len(image) == len(perception) == len(table):
+        sys.exit(f"{out}/eval-image or eval-perception holds another set of rows (an earlier call with another "
+                 "--skip): remove those folders and run again")
 
     times = read_times(out)
     tasks = list(text["tasks"])
     head = ("| row | macro success | macro optimal | detour success | "
             + " | ".join(f"{t} success" for t in tasks) + " | perception all-correct |")
     lines = [head, "|" + "---|" * (5 + len(tasks))]
-    rows = [("base, text (upper bound)", text, None)] + [(label, s, p) for (label, _), s, p in zip(ROWS, image, perception)]
+    rows = [("base, text (upper bound)", text, None)] + [(label, s, p) for (label, _), s, p in zip(table, image, perception, strict=True)]
     results = []
     for label, s, p in rows:
         m = s["macro"]

@@ -46,3 +46,10 @@ def test_reproduce_smoke_trains_every_run_evaluates_every_row_and_reuses_finishe
     shutil.rmtree(tmp_path / "distill-full" / "adapter-last")
     assert (tmp_path / "distill-full" / "adapter").is_dir()
     assert reproduce.train_args("distill-full", tmp_path, smoke=True)[-1] == "--resume"
+
+
+def test_reproduce_refuses_an_unknown_run_to_skip(tmp_path):
+    r = subprocess.run([sys.executable, "reproduce.py", "--skip", "distill-nope", "--out", str(tmp_path / "r")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "distill-nope" in r.stderr and "distill-sampled" in r.stderr
+    assert not (tmp_path / "r").exists()  # refused before anything was made
