@@ -42,7 +42,11 @@ def _model_spec(spec: str) -> tuple[str, list[str]]:
 
 
 def _label(model: str, adapters: list[str]) -> str:
-    return " + ".join([model] + [Path(a).name or a for a in adapters])
+    """`mini + grounding + distill`: each adapter by its folder, or by its run's folder when it is a
+    run's `adapter/` (runs/grounding-X/adapter -> grounding-X), so stacked runs stay distinguishable."""
+    names = [(path.parent.name if path.name == "adapter" and path.parent.name else path.name) or a
+             for a, path in ((a, Path(a)) for a in adapters)]
+    return " + ".join([model, *names])
 
 
 @app.command()

@@ -90,6 +90,14 @@ def test_stacked_adapters_and_compare(tmp_path, adapters):
     assert [r["model"] for r in rows] == ["mini + grounding + distill", "mini", "mini + grounding"]
 
 
+def test_a_runs_adapter_folder_is_labelled_by_its_run():
+    import eval as eval_cli
+
+    label = eval_cli._label("mini", ["runs/grounding-1/adapter", "runs/distill-2/adapter", "x/adapter-last"])
+    assert label == "mini + grounding-1 + distill-2 + adapter-last"
+    assert eval_cli._label("mini", ["adapter"]) == "mini + adapter"  # a bare relative folder keeps its name
+
+
 def test_adapter_for_a_different_base_is_refused(tmp_path, adapters):
     r = _run(*FAST, "--tasks", "maze", "--adapter", adapters / "other" / "grounding", "--out", tmp_path / "run")
     _assert_user_error(r, "different base")
