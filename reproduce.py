@@ -16,8 +16,9 @@ Outputs in --out: results.md (the table and the wall time of each stage — of t
 it, when a run was resumed), results.json, plot.png
 (success per task-level of every row, the text upper bound first; the blind baseline as a grey tick)
 and one eval folder per mode. With --jobs N > 1 (default 2), N runs go at once with cores/N threads
-each — on a 2-core CPU two one-thread runs of this small model do ~1.8x the work of one two-thread
-run — and each run's output goes to <name>.log in --out instead of the screen.
+each — on a 2-core CPU two one-thread distillation runs do ~1.8x the work of one two-thread run
+(grounding, whose step is mostly matrix multiplies, gains less) — and each run's output goes to
+<name>.log in --out instead of the screen.
 """
 
 from __future__ import annotations
