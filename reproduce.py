@@ -45,6 +45,8 @@ RUNS = {
     "distill-no-grounding": ["--stage", "distill", "--from", "base"],
     "sft-gold": ["--stage", "distill", "--loss", "gold"],
 }
+# the runs that do not stack on the grounding adapter, trained first (side by side)
+FIRST = ("grounding", "distill-no-grounding")
 # what a finished run of each stage has written last (distill saves `adapter` at every new best on
 # validation, so an interrupted distill run has one too: it must be resumed, not reused)
 FINAL = {"grounding": "adapter", "distill": "adapter-last"}
@@ -63,30 +65,21 @@ SMOKE_STAGE = {"grounding": ["--eval-n", "1"], "distill": ["--val-n", "1", "--ba
 SMOKE_EVAL = ["--n", "2", "--levels", "3", "--tasks", "frozenlake", "--no-progress"]
 
 
-def call(args: list[str]) -> None:
-    print("+ python " + " ".join(args), flush=True)
-    subprocess.run([sys.executable, *args], check=True)
-
-
 def call_all(commands: dict[str, list[str]], jobs: int, out: Path) -> dict[str, float]:
     """Run `python args` for every named command, at most `jobs` at once (in dict order: longest first);
-    returns {name: wall seconds}. With jobs > 1 each run gets cores/jobs threads and logs to out/<name>.log."""
-    if jobs == 1:
-        seconds = {}
-        for name, args in commands.items():
-            t0 = time.time()
-            call(args)
-            seconds[name] = round(time.time() - t0, 1)
-        return seconds
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))}
+    returns {name: wall seconds}. With jobs > 1 each run gets cores/jobs threads and logs to
+    out/<name>.log; with one job a run keeps every core and the screen (its progress bars)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // jobs))} if jobs > 1 else None
     waiting, running, seconds = list(commands), {}, {}
     while waiting or running:
         while waiting and len(running) < jobs:
             name = waiting.pop(0)
-            print(f"+ python {' '.join(commands[name])}   (log: {out / name}.log)", flush=True)
-            with open(out / f"{name}.log", "w") as log:
-                running[name] = (subprocess.Popen([sys.executable, *commands[name]], stdout=log,
-                                                  stderr=subprocess.STDOUT, env=env), time.time())
+            log = open(out / f"{name}.log", "w") if jobs > 1 else None
+            print(f"+ python {' '.join(commands[name])}" + (f"   (log: {log.name})" if log else ""), flush=True)
+            running[name] = (subprocess.Popen([sys.executable, *commands[name]], stdout=log,
+                                              stderr=subprocess.STDOUT if log else None, env=env), time.time())
+            if log:
+                log.close()  # the child holds its own copy of the file
         time.sleep(1)
         for name, (proc, t0) in list(running.items()):
             if proc.poll() is None:
@@ -95,7 +88,7 @@ def call_all(commands: dict[str, list[str]], jobs: int, out: Path) -> dict[str, 
             if proc.returncode != 0:
                 for other, _ in running.values():
                     other.terminate()  # their checkpoints stay: a re-run resumes them
-                sys.exit(f"{name} failed (exit {proc.returncode}); see {out / name}.log")
+                sys.exit(f"{name} failed (exit {proc.returncode})" + (f"; see {out / name}.log" if jobs > 1 else ""))
             seconds[name] = round(time.time() - t0, 1)
             print(f"  {name} done in {seconds[name]:.0f} s", flush=True)
     return seconds
@@ -159,8 +152,8 @@ def main(out: Path = typer.Option(Path("runs/reproduce"), help="folder of every 
     out.mkdir(parents=True, exist_ok=True)
     # grounding and the one run that does not stack on it first; then the runs that need its adapter
     needed = {run for _, runs in table for run in runs}
-    train([name for name in ("grounding", "distill-no-grounding") if name in needed], out, smoke, jobs)
-    train([name for name in RUNS if name in needed and name not in ("grounding", "distill-no-grounding")], out, smoke, jobs)
+    train([name for name in FIRST if name in needed], out, smoke, jobs)
+    train([name for name in RUNS if name in needed and name not in FIRST], out, smoke, jobs)
     adapted = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in table[1:]]  # table[0]: the base
     evals = {f"eval-{mode}": eval_args(out, mode, compare, n, smoke)
              for mode, compare in [("image", adapted), ("perception", adapted), ("text", [])]

@@ -140,9 +140,9 @@ def test_prompts_per_mode_and_image_sizes():
     assert qwen.endswith(prompts.ANSWER_FORMAT) and "Reference plan" not in qwen  # the upper bound gets no plan
     # teacher mode: the stage-2 teacher's prompt, the same state followed by the BFS plan (solved if the record lacks it)
     records = [cases[0], {k: v for k, v in cases[2].items() if k != "optimal_plan"}]
-    for case, item in zip(records, ev.build_prompts(records, "teacher", _FakeProcessor())):
+    for case, original, item in zip(records, (cases[0], cases[2]), ev.build_prompts(records, "teacher", _FakeProcessor())):
         plan = puzzles.get_task(case["task"]).solve(case["state"])
-        assert plan == cases[records.index(case) * 2]["optimal_plan"] and len(plan) > 0
+        assert plan == original["optimal_plan"] and len(plan) > 0
         assert item["messages"][0]["content"][0]["text"] == (
             f"{case['task']}\n{case['symbolic_text']}\nReference plan : {prompts.plan_text(plan)}")
     for vocab, words in ((650, ["frozenlake"]), (151_936, ["Solve this frozenlake puzzle shown in the image", "S start"])):
