@@ -19,13 +19,11 @@ from mgsd_mini import evaluate, lora, model as models, prompts
 from mgsd_mini.data import collate, encode_chat
 from mgsd_mini.generate import generate
 
-ANSWER_OPEN = "<answer>"
-
 
 def forced_prompt(processor, case: dict, item: dict) -> dict:
     """The image-mode prompt of `item`, its assistant turn begun with the gold state and <answer>."""
     enc = encode_chat(processor, item["messages"], item["images"], add_generation_prompt=True)
-    prefix = f"{prompts.state_text(case['task'], case['state'])}\n{ANSWER_OPEN}"
+    prefix = f"{prompts.state_text(case['task'], case['state'])}\n{prompts.ANSWER_OPEN}"
     extra = torch.tensor(processor.tokenizer(prefix, add_special_tokens=False)["input_ids"])
     enc["input_ids"] = torch.cat([enc["input_ids"], extra])
     enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(extra)])
@@ -43,7 +41,7 @@ def success_by_task(net, processor, cases: list[dict], batch_size: int = 16) -> 
                         processor.tokenizer.pad_token_id, left_pad=True)
         for it, text in zip(chunk, generate(net, processor, batch, max_new_tokens=80).texts):
             case = cases[it["case"]]
-            outcome = puzzles.check(puzzles.get_task(case["task"]), case["state"], ANSWER_OPEN + text)
+            outcome = puzzles.check(puzzles.get_task(case["task"]), case["state"], prompts.ANSWER_OPEN + text)
             hits[case["task"]].append(outcome.success)
     return {task: 100 * sum(ok) / len(ok) for task, ok in hits.items()}
 

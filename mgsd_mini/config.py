@@ -80,6 +80,15 @@ class BaseConfig(Optim):
     # restates it). Off: at 0.5 a FrozenLake-only pilot planned far worse (README, "Status").
     grid_only_frac: float = 0.0
     image_frac: float = 0.15
+    # Share of planning prompts that end with "Reference plan : ...", so that the base is also a
+    # teacher on the prompt stage 2 gives it by default (`DistillConfig.reference_plan`).
+    plan_frac: float = 0.0
+    # Share of planning prompts that give the task name only, the restated state unlabelled in the
+    # response (pretrain.planning_example): the base learns to plan from a state it wrote.
+    own_state_frac: float = 0.0
+    # A saved model to train further instead of a fresh one ("mini" = the shipped base, or a run's
+    # model/ directory): a base can learn a new prompt form without its 70 minutes from scratch.
+    continue_from: str = ""
     ckpt_every: int = 500
 
 

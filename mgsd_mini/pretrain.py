@@ -24,7 +24,7 @@ from pathlib import Path
 import puzzles
 from mgsd_mini import generic_images, model as models, prompts
 from mgsd_mini.config import BaseConfig, save as save_config
-from mgsd_mini.data import collate, encode_sft
+from mgsd_mini.data import IGNORE, collate, encode_sft
 from mgsd_mini.evaluate import DEFAULT_LEVELS
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -42,7 +42,7 @@ def train_puzzle(task: str, level: int, rng: random.Random, detour: bool = False
 
 
 def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0,
-                     grid_only_frac: float = 0.0) -> dict:
+                     grid_only_frac: float = 0.0, plan_frac: float = 0.0, own_state_frac: float = 0.0) -> dict:
     """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan.
 
     `detour_frac` of the puzzles are drawn among those the blind plan fails (the rest as generated):
@@ -51,13 +51,34 @@ def planning_example(processor, task: str, level: int, rng: random.Random, detou
     `grid_only_frac` of the prompts (FrozenLake, MiniBehaviour) give the grid without its coordinates
     line, which the response still restates: the base learns to locate the grid's symbols itself —
     what an image student must do once it has restated the grid from pixels.
+    `plan_frac` of the prompts end with the reference plan, as stage 2's default teacher prompt does:
+    a base that never saw one there is a poor teacher with it (42.8 % against 91.6 % without, on the
+    base shipped before the option — README, "Status").
+    `own_state_frac` of the prompts name the task only; the response is the same, but its restated
+    state is unlabelled (nothing in the prompt says what it is) and only the plan is trained: the
+    base learns to plan from a state in its own response, which is all an image student has. A base
+    trained on state prompts alone planned from a gold restatement forced into its response at 31.6 %.
     """
     state = train_puzzle(task, level, rng, detour=rng.random() < detour_frac)
     plan = puzzles.get_task(task).solve(state)
+    if own_state_frac > 0 and rng.random() < own_state_frac:  # (no draw at 0, as below)
+        ex = encode_sft(processor, prompts.task_prompt(task), prompts.response(task, state, plan), None)
+        return unlabel_restatement(ex, processor.tokenizer)
     # (no draw at grid_only_frac 0: the data of runs from before the option stays the same)
     grid_only = task in prompts.GRID_MARKS_ALL and grid_only_frac > 0 and rng.random() < grid_only_frac
-    prompt = prompts.teacher_prompt(task, state, instructions=False, coordinates=not grid_only)
+    with_plan = plan_frac > 0 and rng.random() < plan_frac  # (no draw at 0, as above)
+    prompt = prompts.teacher_prompt(task, state, plan if with_plan else None, instructions=False, coordinates=not grid_only)
     return encode_sft(processor, prompt, prompts.response(task, state, plan), None)
+
+
+def unlabel_restatement(example: dict, tokenizer) -> dict:
+    """`example` with the labels of its restated state removed: the loss starts at `<answer>`."""
+    labels, ids = example["labels"].clone(), example["input_ids"].tolist()
+    opening = tokenizer(prompts.ANSWER_OPEN, add_special_tokens=False)["input_ids"]
+    start = int((labels != IGNORE).nonzero()[0])
+    answer = next(i for i in range(start, len(ids)) if ids[i:i + len(opening)] == opening)
+    labels[start:answer] = IGNORE
+    return {**example, "labels": labels}
 
 
 def generic_image_example(processor, rng: random.Random, side: int) -> dict:
@@ -83,7 +104,8 @@ def make_batches(processor, cfg: BaseConfig):
             examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
         else:
             task, level = rng.choices(pairs, weights)[0]
-            examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac) for _ in range(cfg.batch_size)]
+            examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
+                                         cfg.own_state_frac) for _ in range(cfg.batch_size)]
         return collate(examples, pad_id)
 
     return batches_fn
@@ -92,8 +114,11 @@ def make_batches(processor, cfg: BaseConfig):
 def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the mini base from scratch; returns the directory of the saved model."""
     save_config(cfg, run_dir)
-    model, processor = models.build_mini(seed=cfg.seed, layers=cfg.layers, mlp=cfg.mlp)
-    model.to(cfg.device or "cpu")
+    if cfg.continue_from:  # a saved model trained further (its own shape; `layers` / `mlp` unused)
+        model, processor = models.load(cfg.continue_from, device=cfg.device or "cpu")
+    else:
+        model, processor = models.build_mini(seed=cfg.seed, layers=cfg.layers, mlp=cfg.mlp)
+        model.to(cfg.device or "cpu")
     train_sft(model, make_batches(processor, cfg), named_trainables(model), cfg, run_dir, resume=resume)
     saved = models.save(model, processor, run_dir / "model")
     if cfg.ship:  # install it as the mini base every later stage and `--model mini` start from

@@ -39,6 +39,7 @@ PERCEPTION_FORMAT = "Answer with the exact value only ."
 # Tasks whose grid marks every object, so their state text is complete without its last line, the
 # coordinates (a maze grid lists open sides only: its start and target are in that line alone).
 GRID_MARKS_ALL = ("frozenlake", "minibehaviour")
+ANSWER_OPEN = "<answer>"  # opens the plan in every response
 # The mini tokenizer has a few hundred puzzle words; every real backbone has far more.
 MINI_VOCAB_LIMIT = 4096
 
@@ -55,7 +56,7 @@ def plan_text(actions: list[str]) -> str:
 
 def response(task: str, state: dict, plan: list[str]) -> str:
     """The target response for a planning prompt: restated state, then the plan."""
-    return f"{state_text(task, state)}\n<answer>{plan_text(plan)}</answer>"
+    return f"{state_text(task, state)}\n{ANSWER_OPEN}{plan_text(plan)}</answer>"
 
 
 def state_text(task: str, state: dict, coordinates: bool = True) -> str:
@@ -85,6 +86,12 @@ def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = No
     if instructions:
         text += f"\n{ANSWER_FORMAT}"
     return [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
+def task_prompt(task: str) -> list[dict]:
+    """Chat messages naming the task and nothing else (stage 0's own-state prompts: the base is made
+    to write a state it was not shown, then to plan from what it wrote — as the image student must)."""
+    return [{"role": "user", "content": [{"type": "text", "text": task}]}]
 
 
 def image_question(text: str) -> list[dict]:

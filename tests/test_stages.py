@@ -83,6 +83,54 @@ def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_i
             prompts.state_text(task, pretrain.train_puzzle(task, level, rng), coordinates=False)
 
 
+@pytest.mark.parametrize("task,level", [("frozenlake", 3), ("maze", 4), ("minibehaviour", 5)])
+def test_plan_prompts_end_with_the_plan_the_response_answers(mini, task, level):
+    _, processor = mini
+    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(4), plan_frac=1.0)
+    prompt = processor.tokenizer.decode(ex["input_ids"][ex["labels"] == IGNORE])
+    target = _decoded_labels(processor, ex)
+    plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), task)
+    restated = target.split("\n<answer>")[0]
+    # the state, then the very plan the response ends with, which the base learns to copy
+    assert f"{task}\n{restated}\nReference plan : {prompts.plan_text(plan)}<|im_end|>" in prompt
+
+
+@pytest.mark.parametrize("task,level", [("frozenlake", 5), ("maze", 3), ("minibehaviour", 5)])
+def test_own_state_prompts_name_the_task_only_and_label_the_plan_only(mini, task, level):
+    _, processor = mini
+    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
+    text = processor.tokenizer.decode(ex["input_ids"])
+    target = _decoded_labels(processor, ex)
+    assert target.startswith("<answer>") and target.endswith("</answer><|im_end|>")
+    plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), task)
+    # the state is in the (teacher-forced) response, between the bare task prompt and the plan
+    restated = text.split("<|im_start|>assistant\n")[1].split("\n<answer>")[0]
+    assert f"<|im_start|>user\n{task}<|im_end|>" in text and restated.count("\n") >= 2
+    assert f"{restated}\n<answer>{prompts.plan_text(plan)}</answer>" in text
+
+
+@pytest.mark.parametrize("option,mark", [("plan_frac", "Reference plan"), ("own_state_frac", "user\nfrozenlake<|im_end|>")])
+def test_prompt_options_set_their_share_and_zero_keeps_the_old_data(mini, option, mark):
+    _, processor = mini
+    def texts(**kw):
+        rng = __import__("random").Random(5)
+        return [processor.tokenizer.decode(pretrain.planning_example(processor, "frozenlake", 3, rng, **kw)["input_ids"])
+                for _ in range(40)]
+    share = sum(mark in t for t in texts(**{option: 0.5})) / 40
+    assert 0.25 <= share <= 0.75
+    assert texts(**{option: 0.0}) == texts()  # no random draw at 0: earlier bases' data unchanged
+
+
+def test_base_continue_from_trains_a_saved_model_further(tmp_path, mini_dir):
+    cfg = config.resolve("base", "mini", {"continue_from": str(mini_dir), "steps": "2", "batch_size": "2",
+                                          "vision_steps": "0", "plan_frac": "0.5", "log_every": "1"})
+    saved = pretrain.run(cfg, tmp_path / "run")
+    before, _ = M.load(str(mini_dir))
+    after, _ = M.load(str(saved))
+    b, a = before.state_dict(), after.state_dict()
+    assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)  # it started there and moved
+
+
 def test_generic_images_never_show_a_puzzle(mini):
     _, processor = mini
     rng = __import__("random").Random(2)
