@@ -80,7 +80,7 @@ class BaseConfig(Optim):
     # restates it). Off: at 0.5 a FrozenLake-only pilot planned far worse (README, "Status").
     grid_only_frac: float = 0.0
     image_frac: float = 0.15
-    # Share of planning prompts that end with "Reference plan : ...", so that the base is also a
+    # Share of planning prompts with a "Reference plan : ..." line, so that the base is also a
     # teacher on the prompt stage 2 gives it by default (`DistillConfig.reference_plan`).
     plan_frac: float = 0.0
     # Share of planning prompts that give the task name only, the restated state unlabelled in the

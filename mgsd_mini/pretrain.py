@@ -51,7 +51,7 @@ def planning_example(processor, task: str, level: int, rng: random.Random, detou
     `grid_only_frac` of the prompts (FrozenLake, MiniBehaviour) give the grid without its coordinates
     line, which the response still restates: the base learns to locate the grid's symbols itself —
     what an image student must do once it has restated the grid from pixels.
-    `plan_frac` of the prompts end with the reference plan, as stage 2's default teacher prompt does:
+    `plan_frac` of the prompts carry the reference plan, as stage 2's default teacher prompt does:
     a base that never saw one there is a poor teacher with it (42.8 % against 91.6 % without, on the
     base shipped before the option — README, "Status").
     `own_state_frac` of the prompts name the task only; the response is the same, but its restated

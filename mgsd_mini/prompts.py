@@ -77,12 +77,16 @@ def student_prompt(task: str, instructions: bool = True) -> list[dict]:
 
 def teacher_prompt(task: str, state: dict, reference_plan: list[str] | None = None,
                    instructions: bool = True, coordinates: bool = True) -> list[dict]:
-    """Chat messages of x_T: the instruction, the symbolic state (`coordinates`: see state_text) and,
-    optionally, the reference plan."""
+    """Chat messages of x_T: the instruction, optionally the reference plan, and the symbolic state
+    (`coordinates`: see state_text).
+
+    The plan comes before the state, so that the state always ends the prompt, right before the
+    response that restates it: a mini base pretrained with the plan after the state restated
+    FrozenLake 5 grids correctly only 30 % of the time (100 % without a plan; README, "Status")."""
     head = f"Solve this {task} puzzle . {RULES[task]}" if instructions else task
-    text = f"{head}\n{state_text(task, state, coordinates)}"
     if reference_plan is not None:
-        text += f"\nReference plan : {plan_text(reference_plan)}"
+        head += f"\nReference plan : {plan_text(reference_plan)}"
+    text = f"{head}\n{state_text(task, state, coordinates)}"
     if instructions:
         text += f"\n{ANSWER_FORMAT}"
     return [{"role": "user", "content": [{"type": "text", "text": text}]}]

@@ -144,7 +144,7 @@ def test_prompts_per_mode_and_image_sizes():
         plan = puzzles.get_task(case["task"]).solve(case["state"])
         assert plan == original["optimal_plan"] and len(plan) > 0
         assert item["messages"][0]["content"][0]["text"] == (
-            f"{case['task']}\n{case['symbolic_text']}\nReference plan : {prompts.plan_text(plan)}")
+            f"{case['task']}\nReference plan : {prompts.plan_text(plan)}\n{case['symbolic_text']}")
     for vocab, words in ((650, ["frozenlake"]), (151_936, ["Solve this frozenlake puzzle shown in the image", "S start"])):
         student = ev.build_prompts(cases[:1], "image", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
         question = ev.build_prompts(cases[:1], "perception", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]

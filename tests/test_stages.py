@@ -84,15 +84,15 @@ def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_i
 
 
 @pytest.mark.parametrize("task,level", [("frozenlake", 3), ("maze", 4), ("minibehaviour", 5)])
-def test_plan_prompts_end_with_the_plan_the_response_answers(mini, task, level):
+def test_plan_prompts_give_the_plan_the_response_answers(mini, task, level):
     _, processor = mini
     ex = pretrain.planning_example(processor, task, level, __import__("random").Random(4), plan_frac=1.0)
     prompt = processor.tokenizer.decode(ex["input_ids"][ex["labels"] == IGNORE])
     target = _decoded_labels(processor, ex)
     plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), task)
     restated = target.split("\n<answer>")[0]
-    # the state, then the very plan the response ends with, which the base learns to copy
-    assert f"{task}\n{restated}\nReference plan : {prompts.plan_text(plan)}<|im_end|>" in prompt
+    # the very plan the response ends with, then the state, right before the response that restates it
+    assert f"{task}\nReference plan : {prompts.plan_text(plan)}\n{restated}<|im_end|>" in prompt
 
 
 @pytest.mark.parametrize("task,level", [("frozenlake", 5), ("maze", 3), ("minibehaviour", 5)])
