@@ -6,7 +6,7 @@
     python reproduce.py --jobs 1             # one run at a time, all cores each, progress bars on screen
     python reproduce.py --skip distill-sampled   # leave a run out, with the rows that need it
 
-Rows (image mode unless said; the base is the shipped mini base, `python train.py --stage base --ship`):
+Rows (image mode unless said; the base is the shipped mini base, README "Training" says how it was made):
 base (text: the symbolic upper bound), base, grounding only, grounding + distill (full reverse KL,
 teacher with the reference plan: the main row), + distill with the sampled-token loss, + distill with
 a teacher without the plan, distill without grounding, and grounding + SFT on the gold responses for

@@ -1,6 +1,6 @@
 """python train.py --stage {base,grounding,distill} — the three training stages of MGSD (DESIGN §4).
 
-    python train.py --stage base --ship            # stage 0 (mini only): the base, installed as `--model mini`
+    python train.py --stage base --ship            # stage 0 (mini only): a base, installed as `--model mini`
     python train.py --stage grounding              # stage 1: LoRA SFT on perception questions
     python train.py --stage distill                # stage 2: on-policy distillation from the symbolic teacher
     python train.py --stage grounding --preset qwen3-vl-4b --lr 2e-4 --batch-size 8
