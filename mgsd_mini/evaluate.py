@@ -20,8 +20,10 @@ level with no detour puzzles is None and is left out of those means (None if not
 Summary (planning modes):
     {"mode", "model", "adapters", "n" (prompts), "macro": {"success", "optimal", "detour_success"},
      "tasks": {task: {"success", "optimal", "parse_rate", "illegal_rate", "blind_success", "detour_success",
-                      "levels": {"3": {"n", "parse_rate", "success", "optimal", "illegal_rate",
-                                       "blind_success", "detour_success", "n_detour"}}}}}
+                      "restated", "levels": {"3": {"n", "parse_rate", "success", "optimal", "illegal_rate",
+                                       "blind_success", "detour_success", "n_detour", "restated"}}}}}
+"restated" is the share of responses whose restatement — everything before `<answer>` — is exactly
+the state's symbolic text: in image mode, how often the student perceived the whole state.
 Perception mode: "success" is the exact-match rate over questions and "all_correct" the fraction of
 images with every question right; levels carry {"n" (images), "n_questions", "success",
 "all_correct", "questions"}, tasks {"success", "all_correct", "questions": {question: rate}, "levels"},
@@ -190,9 +192,10 @@ def score(cases: list[dict], items: list[dict], responses: list[str], mode: str)
             task = puzzles.get_task(case["task"])
             out = puzzles.check(task, case["state"], response)
             blind = task.verify(case["state"], list(case.get("blind_plan") or task.blind_plan(case["state"])))
+            restated = response.split(prompts.ANSWER_OPEN)[0].strip() == task.symbolic_text(case["state"])
             row.update(response=response, parse_ok=out.parse_ok, success=out.success, optimal=out.optimal,
                        illegal=out.illegal, steps=out.steps, n_actions=out.n_actions,
-                       optimal_length=case.get("optimal_length"), blind_success=blind.success)
+                       optimal_length=case.get("optimal_length"), blind_success=blind.success, restated=restated)
         rows.append(row)
     return rows
 
@@ -234,8 +237,9 @@ def _planning_task(levels: dict[int, list[dict]]) -> dict:
             "blind_success": _mean(r["blind_success"] for r in rs),
             "detour_success": _mean(r["success"] for r in detour),
             "n_detour": len(detour),
+            "restated": _mean(r.get("restated") for r in rs),
         }
-    keys = ("success", "optimal", "parse_rate", "illegal_rate", "blind_success", "detour_success")
+    keys = ("success", "optimal", "parse_rate", "illegal_rate", "blind_success", "detour_success", "restated")
     return {**{k: _mean(ls[k] for ls in out.values()) for k in keys}, "levels": out}
 
 

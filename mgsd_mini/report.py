@@ -53,7 +53,7 @@ def table(summary: dict) -> Table:
     else:
         title = (f"{name} · {summary['mode']} · macro: success {_pct(macro['success'])} %, "
                  f"optimal {_pct(macro['optimal'])} %, detour success {_pct(macro['detour_success'])} %")
-        cols = ["cases", "parse %", "success %", "optimal %", "illegal %", "blind %", "detour %", "detour n"]
+        cols = ["cases", "parse %", "success %", "optimal %", "illegal %", "blind %", "detour %", "detour n", "restated %"]
     t = Table(title=title, title_justify="left")
     t.add_column("task")
     t.add_column("level", justify="right")
@@ -66,7 +66,7 @@ def table(summary: dict) -> Table:
                     _pct(s["success"]), _pct(s["all_correct"])]
         return [str(s["n"]) if level else "", _pct(s["parse_rate"]), _pct(s["success"]), _pct(s["optimal"]),
                 _pct(s["illegal_rate"]), _pct(s["blind_success"]), _pct(s["detour_success"]),
-                str(s["n_detour"]) if level else ""]
+                str(s["n_detour"]) if level else "", _pct(s.get("restated"))]
 
     for task, ts in summary["tasks"].items():
         t.add_row(f"[bold]{task}[/bold]", "all", *cells(ts, level=False), style="bold")

@@ -10,8 +10,8 @@ from mgsd_mini import evaluate as ev
 from mgsd_mini import prompts, report
 
 
-def _answer(plan) -> str:
-    return f"some state text\n<answer>{' '.join(plan)}</answer>"
+def _answer(plan, restated: str = "some state text") -> str:
+    return f"{restated}\n<answer>{' '.join(plan)}</answer>"
 
 
 def _pick(task, level, n, blind_solves, seed=0):
@@ -44,8 +44,8 @@ def _planning_rows():
         _off_grid("frozenlake", fl3_blind[1]),  # parses, illegal, fails
         _answer(fl3_detour[0]["optimal_plan"]),  # success + optimal on a detour puzzle
         "I do not know",  # no answer block: parse failure, counts as a failure
-        _answer(fl4[0]["optimal_plan"]),
-        _answer(fl4[1]["optimal_plan"]),
+        _answer(fl4[0]["optimal_plan"], fl4[0]["symbolic_text"]),  # restated exactly
+        _answer(fl4[1]["optimal_plan"], fl4[1]["symbolic_text"].replace("S", ".")),  # restated without the start
         "<answer>R R banana</answer>",  # unknown token: parse failure
         _answer(mz3[1]["optimal_plan"]),
     ]
@@ -60,19 +60,20 @@ def test_planning_summary_numbers_are_exact():
 
     fl3 = s["tasks"]["frozenlake"]["levels"]["3"]
     assert fl3 == {"n": 4, "parse_rate": 0.75, "success": 0.5, "optimal": 0.25, "illegal_rate": 0.25,
-                   "blind_success": 0.5, "detour_success": 0.5, "n_detour": 2}
+                   "blind_success": 0.5, "detour_success": 0.5, "n_detour": 2, "restated": 0.0}
     fl4 = s["tasks"]["frozenlake"]["levels"]["4"]
     assert fl4 == {"n": 2, "parse_rate": 1.0, "success": 1.0, "optimal": 1.0, "illegal_rate": 0.0,
-                   "blind_success": 1.0, "detour_success": None, "n_detour": 0}
+                   "blind_success": 1.0, "detour_success": None, "n_detour": 0, "restated": 0.5}
     mz3 = s["tasks"]["maze"]["levels"]["3"]
     assert mz3 == {"n": 2, "parse_rate": 0.5, "success": 0.5, "optimal": 0.5, "illegal_rate": 0.0,
-                   "blind_success": 0.0, "detour_success": 0.5, "n_detour": 2}
+                   "blind_success": 0.0, "detour_success": 0.5, "n_detour": 2, "restated": 0.0}
 
     # A task's rate is the mean over its levels (not pooled over cases: that would give 4/6 here).
     fl = s["tasks"]["frozenlake"]
     assert (fl["success"], fl["optimal"], fl["parse_rate"], fl["illegal_rate"], fl["blind_success"]) == (
         0.75, 0.625, 0.875, 0.125, 0.75)
     assert fl["detour_success"] == 0.5  # level 4 has no detour puzzle and is left out
+    assert fl["restated"] == 0.25  # only the exact state text before <answer> counts
     assert s["macro"] == {"success": 0.625, "optimal": 0.5625, "detour_success": 0.5}
 
 

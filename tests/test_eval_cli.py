@@ -36,9 +36,9 @@ def test_image_mode_writes_table_json_jsonl_plot_and_config(tmp_path):
     assert set(summary["macro"]) == {"success", "optimal", "detour_success"}
     for task in ("frozenlake", "maze"):
         t = summary["tasks"][task]
-        assert {"success", "optimal", "parse_rate", "illegal_rate", "blind_success", "detour_success"} <= set(t)
+        assert {"success", "optimal", "parse_rate", "illegal_rate", "blind_success", "detour_success", "restated"} <= set(t)
         assert set(t["levels"]["3"]) == {"n", "parse_rate", "success", "optimal", "illegal_rate", "blind_success",
-                                         "detour_success", "n_detour"}
+                                         "detour_success", "n_detour", "restated"}
     rows = [json.loads(line) for line in (out / "cases.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and {r["task"] for r in rows} == {"frozenlake", "maze"}
     config = json.loads((out / "config.json").read_text())
