@@ -6,7 +6,9 @@ made into such a base first (DESIGN §4), from two streams of examples, drawn af
 - text planning (most batches): the teacher prompt without a reference plan or instructions — the
   task name + the symbolic state — answered by the restated state and `<answer>optimal plan</answer>`,
   the very response format the student will later produce from the image. Train-split puzzles
-  only; `detour_frac` of them need a detour.
+  only; `detour_frac` of them need a detour. Optional shares of the prompts add the reference plan
+  (`plan_frac`: stage 2's teacher prompt) or give the task name only (`own_state_frac`: planning
+  from a state written in the response, as the image student must).
 - generic images (the first `vision_steps` steps, then `image_frac` of the batches): colour grids
   and shapes with captions (`generic_images.py`), so the vision pathway is trained without ever
   seeing a puzzle image.
@@ -112,7 +114,7 @@ def make_batches(processor, cfg: BaseConfig):
 
 
 def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
-    """Train the mini base from scratch; returns the directory of the saved model."""
+    """Train a mini base, from scratch or further from `cfg.continue_from`; returns the saved model's directory."""
     save_config(cfg, run_dir)
     if cfg.continue_from:  # a saved model trained further (its own shape; `layers` / `mlp` unused)
         model, processor = models.load(cfg.continue_from, device=cfg.device or "cpu")
