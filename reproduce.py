@@ -151,9 +151,14 @@ def main(out: Path = typer.Option(Path("runs/reproduce"), help="folder of every 
     t0 = time.time()
     out.mkdir(parents=True, exist_ok=True)
     # grounding and the one run that does not stack on it first; then the runs that need its adapter
+    # (one queue when grounding has finished already: nothing waits for it)
     needed = {run for _, runs in table for run in runs}
-    train([name for name in FIRST if name in needed], out, smoke, jobs)
-    train([name for name in RUNS if name in needed and name not in FIRST], out, smoke, jobs)
+    first = [name for name in FIRST if name in needed]
+    rest = [name for name in RUNS if name in needed and name not in FIRST]
+    if "grounding" in first and train_args("grounding", out, smoke) is not None:
+        train(first, out, smoke, jobs)
+        first = []
+    train(first + rest, out, smoke, jobs)
     adapted = ["+".join(["mini", *(str(out / r / "adapter") for r in runs)]) for _, runs in table[1:]]  # table[0]: the base
     evals = {f"eval-{mode}": eval_args(out, mode, compare, n, smoke)
              for mode, compare in [("image", adapted), ("perception", adapted), ("text", [])]

@@ -1,11 +1,14 @@
 """Perception or planning? Image-mode success when the gold restatement is forced as the response.
 
     python bench/plan_from_restatement.py --adapter runs/grounding-X/adapter --adapter runs/distill-Y/adapter
+    python bench/plan_from_restatement.py --prompt task     # the task name alone, no image
 
 The student prompt (image + task) is followed by the exact symbolic state and `<answer>`, so the
 model only has to plan, from a state written in its own response. Next to the image-mode success of
 `eval.py` this splits the modality gap in two: what a perfect restatement would give (this figure),
 and what perception loses on top. The text-mode upper bound reads the state in its prompt instead.
+With `--prompt task` the prompt names the task only, without the image (stage 0's own-state
+prompts): what the image tokens in the prompt cost the base's planning from its own restatement.
 Held-out test puzzles, greedy, `--n` per task-level.
 """
 
@@ -31,9 +34,14 @@ def forced_prompt(processor, case: dict, item: dict) -> dict:
     return enc
 
 
-def success_by_task(net, processor, cases: list[dict], batch_size: int = 16) -> dict[str, float]:
-    """{task: % of cases whose forced-restatement plan succeeds}."""
-    items = evaluate.build_prompts(cases, "image", processor)
+def task_items(cases: list[dict]) -> list[dict]:
+    """Prompts naming each case's task and nothing else (no image), shaped as evaluate.build_prompts'."""
+    return [{"case": i, "messages": prompts.task_prompt(case["task"]), "images": None} for i, case in enumerate(cases)]
+
+
+def success_by_task(net, processor, cases: list[dict], batch_size: int = 16, prompt: str = "image") -> dict[str, float]:
+    """{task: % of cases whose forced-restatement plan succeeds}, after the image-mode or task-only prompt."""
+    items = evaluate.build_prompts(cases, "image", processor) if prompt == "image" else task_items(cases)
     hits = collections.defaultdict(list)
     for start in range(0, len(items), batch_size):
         chunk = items[start:start + batch_size]
@@ -51,11 +59,13 @@ def main() -> None:
     ap.add_argument("--model", default="mini")
     ap.add_argument("--adapter", action="append", default=[], help="LoRA adapter directory; repeat to stack")
     ap.add_argument("--n", type=int, default=50, help="test puzzles per task and level")
+    ap.add_argument("--prompt", choices=["image", "task"], default="image",
+                    help="before the forced state: the image-mode prompt, or the task name alone (no image)")
     args = ap.parse_args()
     net, processor = models.load(args.model)
     lora.load_adapters(net, args.adapter)
     cases = evaluate.held_out_cases(evaluate.choose_levels(puzzles.TASKS), args.n, "test")
-    success = success_by_task(net, processor, cases)
+    success = success_by_task(net, processor, cases, prompt=args.prompt)
     for task, pct in success.items():
         print(f"{task:15s} forced-restatement success {pct:5.1f} %")
     print(f"{'macro':15s} forced-restatement success {sum(success.values()) / len(success):5.1f} %")

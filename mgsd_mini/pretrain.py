@@ -44,7 +44,8 @@ def train_puzzle(task: str, level: int, rng: random.Random, detour: bool = False
 
 
 def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0,
-                     grid_only_frac: float = 0.0, plan_frac: float = 0.0, own_state_frac: float = 0.0) -> dict:
+                     grid_only_frac: float = 0.0, plan_frac: float = 0.0, own_state_frac: float = 0.0,
+                     own_state_image: str = "none") -> dict:
     """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan.
 
     `detour_frac` of the puzzles are drawn among those the blind plan fails (the rest as generated):
@@ -60,17 +61,39 @@ def planning_example(processor, task: str, level: int, rng: random.Random, detou
     state is unlabelled (nothing in the prompt says what it is) and only the plan is trained: the
     base learns to plan from a state in its own response, which is all an image student has. A base
     trained on state prompts alone planned from a gold restatement forced into its response at 31.6 %.
+    `own_state_image` puts an image before the task name there, as in the student's prompt (see
+    own_state_images).
     """
     state = train_puzzle(task, level, rng, detour=rng.random() < detour_frac)
     plan = puzzles.get_task(task).solve(state)
     if own_state_frac > 0 and rng.random() < own_state_frac:  # (no draw at 0, as below)
-        ex = encode_sft(processor, prompts.task_prompt(task), prompts.response(task, state, plan), None)
+        images = own_state_images(processor, task, level, state, rng, own_state_image)
+        messages = prompts.student_prompt(task, instructions=False) if images else prompts.task_prompt(task)
+        ex = encode_sft(processor, messages, prompts.response(task, state, plan), images)
         return unlabel_restatement(ex, processor.tokenizer)
     # (no draw at grid_only_frac 0: the data of runs from before the option stays the same)
     grid_only = task in prompts.GRID_MARKS_ALL and grid_only_frac > 0 and rng.random() < grid_only_frac
     with_plan = plan_frac > 0 and rng.random() < plan_frac  # (no draw at 0, as above)
     prompt = prompts.teacher_prompt(task, state, plan if with_plan else None, instructions=False, coordinates=not grid_only)
     return encode_sft(processor, prompt, prompts.response(task, state, plan), None)
+
+
+OWN_STATE_IMAGES = ("none", "generic", "puzzle")
+
+
+def own_state_images(processor, task: str, level: int, state: dict, rng: random.Random, kind: str) -> list | None:
+    """The image of an own-state prompt: none, a generic grid of the puzzle's side, or the puzzle.
+
+    The puzzle's own image does not teach the base to read puzzles: the restated state after it is
+    unlabelled (in context, never a target), so all it learns is to plan from that state with a
+    puzzle image in view — the student's situation, whose restatement grounding then teaches."""
+    if kind not in OWN_STATE_IMAGES:
+        raise ValueError(f"own_state_image '{kind}': choose one of {', '.join(OWN_STATE_IMAGES)}")
+    if kind == "none":
+        return None
+    if kind == "generic":  # (every task's level is its grid side)
+        return [generic_images.sample(rng, sizes=range(level, level + 1))[0]]
+    return [puzzles.get_task(task).render(state, models.image_size(processor, task, level))]
 
 
 def unlabel_restatement(example: dict, tokenizer) -> dict:
@@ -107,7 +130,7 @@ def make_batches(processor, cfg: BaseConfig):
         else:
             task, level = rng.choices(pairs, weights)[0]
             examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
-                                         cfg.own_state_frac) for _ in range(cfg.batch_size)]
+                                         cfg.own_state_frac, cfg.own_state_image) for _ in range(cfg.batch_size)]
         return collate(examples, pad_id)
 
     return batches_fn

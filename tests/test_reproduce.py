@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -53,3 +55,24 @@ def test_reproduce_refuses_an_unknown_run_to_skip(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "distill-nope" in r.stderr and "distill-sampled" in r.stderr
     assert not (tmp_path / "r").exists()  # refused before anything was made
+
+
+def test_runs_wait_for_grounding_only_while_it_is_unfinished(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import reproduce
+
+    queues = []
+    monkeypatch.setattr(reproduce, "call_all", lambda commands, jobs, out: queues.append(list(commands)) or {})
+    monkeypatch.setattr(reproduce, "summaries", lambda out, mode: (_ for _ in ()).throw(SystemExit("stop before the table")))
+    with pytest.raises(SystemExit):
+        reproduce.main(out=tmp_path, n=1, smoke=True, jobs=2, skip=None)
+    # grounding unfinished: it goes first, beside the one run that does not stack on it
+    assert queues[0] == ["grounding", "distill-no-grounding"]
+    assert queues[1] == ["distill-full", "distill-sampled", "distill-no-plan", "sft-gold"]
+
+    queues.clear()
+    (tmp_path / "grounding" / "adapter").mkdir(parents=True)
+    with pytest.raises(SystemExit):
+        reproduce.main(out=tmp_path, n=1, smoke=True, jobs=2, skip=None)
+    # grounding finished: every missing run in one queue, nothing waits
+    assert queues[0] == ["distill-no-grounding", "distill-full", "distill-sampled", "distill-no-plan", "sft-gold"]

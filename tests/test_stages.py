@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 import puzzles
 from mgsd_mini import config, generic_images, grounding, lora, pretrain, prompts
 from mgsd_mini import model as M
-from mgsd_mini.data import IGNORE
+from mgsd_mini.data import IGNORE, encode_chat
 from train import app
 
 
@@ -107,6 +107,28 @@ def test_own_state_prompts_name_the_task_only_and_label_the_plan_only(mini, task
     restated = text.split("<|im_start|>assistant\n")[1].split("\n<answer>")[0]
     assert f"<|im_start|>user\n{task}<|im_end|>" in text and restated.count("\n") >= 2
     assert f"{restated}\n<answer>{prompts.plan_text(plan)}</answer>" in text
+
+
+@pytest.mark.parametrize("kind", ["generic", "puzzle"])
+@pytest.mark.parametrize("task,level", [("frozenlake", 4), ("minibehaviour", 5)])
+def test_own_state_images_make_the_student_prompt_and_leave_the_labels(mini, task, level, kind):
+    _, processor = mini
+    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0, own_state_image=kind)
+    plain = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
+    # the prompt is the image-mode student prompt of a puzzle of this task and level, token for token
+    state = pretrain.train_puzzle(task, level, __import__("random").Random(1))
+    image = puzzles.get_task(task).render(state, M.image_size(processor, task, level))
+    student = encode_chat(processor, prompts.student_prompt(task, instructions=False), [image], add_generation_prompt=True)
+    assert torch.equal(ex["input_ids"][:len(student["input_ids"])], student["input_ids"])
+    assert torch.equal(ex["image_grid_thw"], student["image_grid_thw"])
+    # the same labels as without the image: the plan only, never the restated state
+    assert _decoded_labels(processor, ex) == _decoded_labels(processor, plain)
+    rng = __import__("random").Random(2)
+    assert pretrain.own_state_images(processor, task, level, state, rng, "none") is None
+    assert pretrain.own_state_images(processor, task, level, state, rng, "generic")[0].size == image.size
+    assert pretrain.own_state_images(processor, task, level, state, rng, "puzzle")[0].tobytes() == image.tobytes()
+    with pytest.raises(ValueError, match="choose one of none, generic, puzzle"):
+        pretrain.own_state_images(processor, task, level, state, rng, "pixels")
 
 
 @pytest.mark.parametrize("option,mark", [("plan_frac", "Reference plan"), ("own_state_frac", "user\nfrozenlake<|im_end|>")])
