@@ -59,9 +59,10 @@ class BaseConfig(Optim):
     lr: float = 1e-3
     weight_decay: float = 0.1
     schedule: str = "wsd"
-    # The shipped base is two runs: these defaults (9,000 steps from scratch), then 1,500 more from
+    # The shipped base is three runs: these defaults (9,000 steps from scratch), then 1,500 more from
     # that model with the prompt forms of stage 2 — `--continue-from runs/base/model --plan-frac 0.4
-    # --own-state-frac 0.3 --vision-steps 0 --steps 1500 --lr 3e-4 --ship` (README, "Training").
+    # --own-state-frac 0.3 --vision-steps 0 --steps 1500 --lr 3e-4` — then 400 more with
+    # `--own-state-image generic` and `--steps 400` (README, "Training").
     # The first run: 300 image-only steps, then mixed, ~0.47 s a step, 70 min 38 s on 2 cores. The
     # warm-up fraction is a previous base's (78 of 3,300 steps): 212 steps here, as that run had.
     warmup_frac: float = 78 / 3300
