@@ -84,9 +84,10 @@ OWN_STATE_IMAGES = ("none", "generic", "puzzle")
 def own_state_images(processor, task: str, level: int, state: dict, rng: random.Random, kind: str) -> list | None:
     """The image of an own-state prompt: none, a generic grid of the puzzle's side, or the puzzle.
 
-    The puzzle's own image does not teach the base to read puzzles: the restated state after it is
-    unlabelled (in context, never a target), so all it learns is to plan from that state with a
-    puzzle image in view — the student's situation, whose restatement grounding then teaches."""
+    The puzzle's own image is not meant to teach the base to read puzzles: the restated state after
+    it is unlabelled (in context, never a target), so what it trains is planning from that state
+    with a puzzle image in view — the student's situation. The shipped base uses "generic" all the
+    same, so that it never sees a puzzle image (README, "Training")."""
     if kind not in OWN_STATE_IMAGES:
         raise ValueError(f"own_state_image '{kind}': choose one of {', '.join(OWN_STATE_IMAGES)}")
     if kind == "none":
