@@ -25,7 +25,7 @@ from pathlib import Path
 
 import puzzles
 from mgsd_mini import generic_images, model as models, prompts
-from mgsd_mini.config import BaseConfig, save as save_config
+from mgsd_mini.config import BaseConfig, ConfigError, save as save_config
 from mgsd_mini.data import IGNORE, collate, encode_sft
 from mgsd_mini.evaluate import DEFAULT_LEVELS
 from mgsd_mini.sft import named_trainables, train_sft
@@ -139,6 +139,8 @@ def make_batches(processor, cfg: BaseConfig):
 
 def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train a mini base, from scratch or further from `cfg.continue_from`; returns the saved model's directory."""
+    if cfg.own_state_image not in OWN_STATE_IMAGES:  # (own_state_images refuses it too, but only once drawn)
+        raise ConfigError(f"--own-state-image must be one of {', '.join(OWN_STATE_IMAGES)}, got '{cfg.own_state_image}'")
     save_config(cfg, run_dir)
     if cfg.continue_from:  # a saved model trained further (its own shape; `layers` / `mlp` unused)
         model, processor = models.load(cfg.continue_from, device=cfg.device or "cpu")
