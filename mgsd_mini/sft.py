@@ -86,9 +86,12 @@ def train_sft(
     cfg,
     run_dir: str | Path,
     resume: bool = False,
+    micro_batches: int | None = None,
 ) -> dict:
-    """Train `params` of `model` for cfg.steps optimizer steps; returns {"step", "loss"} of the last step."""
+    """Train `params` of `model` for cfg.steps optimizer steps of `micro_batches` micro-batches each
+    (default cfg.grad_accum); returns {"step", "loss"} of the last step."""
     run_dir = Path(run_dir)
+    micro_batches = micro_batches or cfg.grad_accum
     ckpt_dir = run_dir / "checkpoints"
     metrics_path = run_dir / "metrics.jsonl"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,7 +117,7 @@ def train_sft(
     with checkpoint.interruptible() as interrupt:
         try:
             for step in range(start, cfg.steps):
-                batches = [_to(batches_fn(step * cfg.grad_accum + micro), device) for micro in range(cfg.grad_accum)]
+                batches = [_to(batches_fn(step * micro_batches + micro), device) for micro in range(micro_batches)]
                 n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
                 total = 0.0
                 for batch in batches:

@@ -1,5 +1,6 @@
 """Stage 0 (base) and stage 1 (grounding) data and loops, and `python train.py`'s answers to bad input."""
 
+import functools
 import json
 
 import pytest
@@ -199,6 +200,30 @@ def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_lengt
     assert len(seen) == len(examples) > 2 * cfg.batch_size * cfg.grad_accum
 
 
+def test_grounding_steps_end_with_one_micro_batch_of_the_bases_own_planning_examples(mini):
+    _, processor = mini
+    cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 4, "grad_accum": 2, "replay_examples": 3})
+    perception = grounding.make_batches(grounding.perception_examples(processor, cfg), processor.tokenizer.pad_token_id, cfg)
+    replay = functools.partial(grounding.replay_batch, processor, cfg)
+    batches_fn = grounding.with_replay(perception, replay, cfg)
+    replayed = []
+    for step in range(3):
+        for k in range(cfg.grad_accum):  # the perception micro-batches, in their own order
+            assert torch.equal(batches_fn(3 * step + k)["input_ids"], perception(2 * step + k)["input_ids"])
+        batch = batches_fn(3 * step + 2)
+        assert torch.equal(batch["input_ids"], replay(3 * step + 2)["input_ids"])  # pure in the index
+        assert batch["input_ids"].shape[0] == cfg.replay_examples and "pixel_values" in batch
+        for ids, labels in zip(batch["input_ids"], batch["labels"]):
+            text = processor.tokenizer.decode(ids)
+            target = processor.tokenizer.decode(ids[labels != IGNORE])
+            # an image then the task name; the restated state is context, only the plan is a target
+            assert "<|vision_start|>" in text and target.startswith("<answer>") and target.endswith("</answer><|im_end|>")
+            assert not any(q in text for q in ("Question", "?"))
+        replayed.append(batch["input_ids"])
+    assert len({tuple(ids.flatten().tolist()) for ids in replayed}) == 3  # fresh examples every step
+    assert config.resolve("grounding", "qwen3-vl-4b", {}).replay_examples == 0  # the paper's grounding is perception only
+
+
 def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_dir):
     cfg = config.resolve("grounding", "mini", {
         "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
@@ -229,6 +254,7 @@ def _train(*args):
     (["--stage", "distill", "--batch-size", "-4"], ["--batch-size must be at least 1"]),
     (["--stage", "grounding", "--levels", "99"], ["no valid level"]),
     (["--stage", "base", "--own-state-image", "pixels"], ["--own-state-image must be one of none, generic, puzzle"]),
+    (["--stage", "grounding", "--replay-examples", "-1"], ["--replay-examples must be 0 or more"]),
 ])
 def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     r = _train(*args, "--out", tmp_path / "run")
