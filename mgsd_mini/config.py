@@ -212,9 +212,11 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
-# Counts and sizes that must be positive when given on the command line.
-AT_LEAST_ONE = {"layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n", "lora_r", "max_new_tokens", "logit_chunk", "val_n",
-                "log_every", "ckpt_every"}
+# The least value of counts and sizes given on the command line: zero of the first is an empty
+# dataset or an endless loop; zero replay examples turns replay off, fewer is meaningless.
+MINIMUM = {**dict.fromkeys(("layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n", "lora_r", "max_new_tokens", "logit_chunk",
+                            "val_n", "log_every", "ckpt_every"), 1),
+           "replay_examples": 0}
 
 
 def resolve(stage: str, preset: str = "mini", overrides: dict | None = None):
@@ -233,8 +235,8 @@ def resolve(stage: str, preset: str = "mini", overrides: dict | None = None):
         if key not in hints:
             raise ConfigError(f"unknown option --{key.replace('_', '-')} for stage '{stage}'; options: {', '.join(sorted(hints))}")
         values[key] = _convert(key, value, hints[key])
-        if key in AT_LEAST_ONE and values[key] < 1:  # zero of these is an empty dataset or an endless loop
-            raise ConfigError(f"--{key.replace('_', '-')} must be at least 1, got {values[key]}")
+        if key in MINIMUM and values[key] < MINIMUM[key]:
+            raise ConfigError(f"--{key.replace('_', '-')} must be at least {MINIMUM[key]}, got {values[key]}")
     return cls(**values)
 
 

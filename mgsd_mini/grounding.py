@@ -22,7 +22,7 @@ import torch
 
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, pretrain, prompts, report
-from mgsd_mini.config import ConfigError, GroundingConfig, save as save_config
+from mgsd_mini.config import GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sft
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -114,8 +114,6 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the grounding adapter; returns its directory (run_dir/adapter)."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
-    if cfg.replay_examples < 0:
-        raise ConfigError(f"--replay-examples must be 0 or more, got {cfg.replay_examples}")
     model, processor = models.load(cfg.model, device=cfg.device, grad_ckpt=cfg.grad_ckpt)
     torch.manual_seed(cfg.seed)  # the adapter's initial A: the same run twice gives the same adapter
     if cfg.lora_vision:

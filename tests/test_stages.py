@@ -254,7 +254,7 @@ def _train(*args):
     (["--stage", "distill", "--batch-size", "-4"], ["--batch-size must be at least 1"]),
     (["--stage", "grounding", "--levels", "99"], ["no valid level"]),
     (["--stage", "base", "--own-state-image", "pixels"], ["--own-state-image must be one of none, generic, puzzle"]),
-    (["--stage", "grounding", "--replay-examples", "-1"], ["--replay-examples must be 0 or more"]),
+    (["--stage", "grounding", "--replay-examples", "-1"], ["--replay-examples must be at least 0"]),
 ])
 def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     r = _train(*args, "--out", tmp_path / "run")
