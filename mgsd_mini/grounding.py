@@ -22,7 +22,7 @@ import torch
 
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, pretrain, prompts, report
-from mgsd_mini.config import GroundingConfig, save as save_config
+from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sft
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -94,7 +94,8 @@ def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
     levels = task_levels(cfg)
     task = rng.choice(sorted(levels))
     level = rng.choice(levels[task])
-    examples = [pretrain.planning_example(processor, task, level, rng, detour_frac=0.4, own_state_frac=1.0, own_state_image="generic")
+    examples = [pretrain.planning_example(processor, task, level, rng, detour_frac=BaseConfig.detour_frac, own_state_frac=1.0,
+                                          own_state_image="generic")
                 for _ in range(cfg.replay_examples)]
     return collate(examples, processor.tokenizer.pad_token_id)
 
