@@ -30,6 +30,7 @@ best by validation macro success, or the last when validation is off), `adapter-
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -68,14 +69,19 @@ def train_pool(cfg: DistillConfig) -> list[dict]:
             for rec in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed)]
 
 
+@functools.lru_cache(maxsize=2)  # a step's prompts span at most two epochs
+def epoch_order(n: int, seed: int, epoch: int) -> tuple[int, ...]:
+    order = list(range(n))
+    random.Random(f"distill|{seed}|{epoch}").shuffle(order)
+    return tuple(order)
+
+
 def step_records(pool: list[dict], cfg: DistillConfig, step: int) -> list[dict]:
     """The B puzzles of optimizer step `step`: prompt i = step*B + j of a fresh shuffle per epoch."""
     out = []
     for i in range(step * cfg.batch_size, (step + 1) * cfg.batch_size):
         epoch, k = divmod(i, len(pool))
-        order = list(range(len(pool)))
-        random.Random(f"distill|{cfg.seed}|{epoch}").shuffle(order)
-        out.append(pool[order[k]])
+        out.append(pool[epoch_order(len(pool), cfg.seed, epoch)[k]])
     return out
 
 
@@ -198,9 +204,11 @@ def score(model, pad_id: int, banned: list[int], students: list[dict], teachers:
     if cfg.loss != "gold":
         with torch.no_grad(), lora.adapters_disabled(model):
             teacher_h = response_hidden(model, teachers, responses, pad_id)
-    with torch.enable_grad() if backward else torch.no_grad():
-        student_h = response_hidden(model, students, responses, pad_id)
-    return response_loss(student_h, teacher_h, targets, model.get_output_embeddings(), banned, cfg, denom, backward)
+    # The frozen grounding adapter folded into W for the forward and the backward (lora.merged).
+    with lora.merged(model, frozen_only=True):
+        with torch.enable_grad() if backward else torch.no_grad():
+            student_h = response_hidden(model, students, responses, pad_id)
+        return response_loss(student_h, teacher_h, targets, model.get_output_embeddings(), banned, cfg, denom, backward)
 
 
 # ----------------------------------------------------------------------------- one step
@@ -275,7 +283,7 @@ def check_config(cfg: DistillConfig) -> None:
 
 
 def build_student(cfg: DistillConfig):
-    """Base model (frozen) + grounding adapter (frozen, unmerged) + new trainable fp32 "distill" adapter."""
+    """Base model (frozen) + grounding adapter (frozen, kept separate) + new trainable fp32 "distill" adapter."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
     grounding = find_grounding(cfg) if cfg.init == "grounding" else None

@@ -27,6 +27,7 @@ import torch
 from transformers import DynamicCache
 
 from mgsd_mini.data import mm_token_types
+from mgsd_mini.lora import merged
 
 
 @dataclass
@@ -95,42 +96,44 @@ def generate(model, processor, batch: dict, max_new_tokens: int, temperature: fl
         generator = torch.Generator(device=device)
         generator.manual_seed(int(seed))
 
-    positions = prompt_positions(model, batch)  # [3, B, L]
-    next_pos = positions.amax(dim=(0, 2)) + 1  # [B] position of the first new token
-    images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
-    cache = DynamicCache() if use_cache else None
+    # The active adapters folded into one matmul per layer for the whole decode (lora.merged).
+    with merged(model):
+        positions = prompt_positions(model, batch)  # [3, B, L]
+        next_pos = positions.amax(dim=(0, 2)) + 1  # [B] position of the first new token
+        images = {k: batch[k] for k in ("pixel_values", "image_grid_thw") if k in batch}
+        cache = DynamicCache() if use_cache else None
 
-    tokens, logprobs = [], []
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    ids, pos, mask = input_ids, positions, attention_mask
-    for step in range(max_new_tokens):
-        if use_cache and step > 0:  # feed only the newest token; the cache holds the rest
-            out = model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=pos[:, :, -1:],
-                        past_key_values=cache, use_cache=True, logits_to_keep=1)
-        else:  # the prompt (cached path) or the whole sequence every step (reference path)
-            out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                        use_cache=use_cache, logits_to_keep=1, **images)
-        logits = out.logits[:, -1].float()
-        if banned:
-            logits[:, banned] = float("-inf")
-        if temperature > 0:
-            logp = torch.log_softmax(logits / temperature, dim=-1)
-            tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
-        else:
-            logp = torch.log_softmax(logits, dim=-1)
-            tok = logp.argmax(dim=-1)
-        lp = logp.gather(1, tok[:, None]).squeeze(1)
-        tok = torch.where(done, torch.full_like(tok, pad_id), tok)
-        tokens.append(tok)
-        logprobs.append(torch.where(done, torch.zeros_like(lp), lp))
-        was_done = done
-        done = done | torch.isin(tok, stops)
-        ids = torch.cat([ids, tok[:, None]], dim=1)
-        # Finished rows keep attending to their own prefix; their outputs are discarded.
-        mask = torch.cat([mask, (~was_done).long()[:, None]], dim=1)
-        pos = torch.cat([pos, (next_pos + step).view(1, B, 1).expand(3, B, 1)], dim=2)
-        if done.all():
-            break
+        tokens, logprobs = [], []
+        done = torch.zeros(B, dtype=torch.bool, device=device)
+        ids, pos, mask = input_ids, positions, attention_mask
+        for step in range(max_new_tokens):
+            if use_cache and step > 0:  # feed only the newest token; the cache holds the rest
+                out = model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=pos[:, :, -1:],
+                            past_key_values=cache, use_cache=True, logits_to_keep=1)
+            else:  # the prompt (cached path) or the whole sequence every step (reference path)
+                out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                            use_cache=use_cache, logits_to_keep=1, **images)
+            logits = out.logits[:, -1].float()
+            if banned:
+                logits[:, banned] = float("-inf")
+            if temperature > 0:
+                logp = torch.log_softmax(logits / temperature, dim=-1)
+                tok = torch.multinomial(logp.exp(), 1, generator=generator).squeeze(1)
+            else:
+                logp = torch.log_softmax(logits, dim=-1)
+                tok = logp.argmax(dim=-1)
+            lp = logp.gather(1, tok[:, None]).squeeze(1)
+            tok = torch.where(done, torch.full_like(tok, pad_id), tok)
+            tokens.append(tok)
+            logprobs.append(torch.where(done, torch.zeros_like(lp), lp))
+            was_done = done
+            done = done | torch.isin(tok, stops)
+            ids = torch.cat([ids, tok[:, None]], dim=1)
+            # Finished rows keep attending to their own prefix; their outputs are discarded.
+            mask = torch.cat([mask, (~was_done).long()[:, None]], dim=1)
+            pos = torch.cat([pos, (next_pos + step).view(1, B, 1).expand(3, B, 1)], dim=2)
+            if done.all():
+                break
 
     tokens = torch.stack(tokens, dim=1) if tokens else input_ids.new_zeros(B, 0)
     logprobs = torch.stack(logprobs, dim=1) if logprobs else torch.zeros(B, 0, device=device)

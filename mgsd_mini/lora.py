@@ -10,7 +10,8 @@ what we train) and is cast back to the base layer's dtype.
 
 Several named adapters stack on the same layers (stage 1 "grounding", stage 2 "distill"); the
 `adapters_disabled` context gives back the exact base model, which is how stage 2 gets its teacher
-from the same weights. `merge` folds adapters into W for inference. Adapters are saved in peft's
+from the same weights. `merge` folds adapters into W for good; `merged` only for a block
+(W untouched). Adapters are saved in peft's
 on-disk format (adapter_config.json + adapter_model.safetensors, keys
 `base_model.model.<module>.lora_{A,B}.weight`), so `peft.PeftModel.from_pretrained` loads them, and
 `load_adapter` reads peft's files as well as ours.
@@ -57,6 +58,8 @@ class LoRALinear(nn.Module):
         self.scaling: dict[str, float] = {}
         self.active: list[str] = []
         self.disabled = False
+        self.merged: torch.Tensor | None = None  # W + the deltas of `merged_names`, set only inside `merged()`
+        self.merged_names: list[str] = []
 
     def add(self, name: str, r: int, alpha: float, dropout: float) -> None:
         device = self.base.weight.device
@@ -74,11 +77,17 @@ class LoRALinear(nn.Module):
         return self.scaling[name] * (self.lora_B[name].weight @ self.lora_A[name].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.base(x)
-        if self.disabled or not self.active:
+        if self.disabled:
+            return self.base(x)
+        if self.merged is None:
+            y, paths = self.base(x), self.active
+        else:
+            y = nn.functional.linear(x, self.merged, self.base.bias)
+            paths = [n for n in self.active if n not in self.merged_names]
+        if not paths:
             return y
         x32 = x.to(torch.float32)
-        delta = sum(self.lora_B[n](self.lora_A[n](self.dropout[n](x32))) * self.scaling[n] for n in self.active)
+        delta = sum(self.lora_B[n](self.lora_A[n](self.dropout[n](x32))) * self.scaling[n] for n in paths)
         return y + delta.to(y.dtype)
 
     def extra_repr(self) -> str:
@@ -175,6 +184,32 @@ def adapters_disabled(model: nn.Module):
     finally:
         for layer, was in zip(layers, before):
             layer.disabled = was
+
+
+@contextmanager
+def merged(model: nn.Module, frozen_only: bool = False):
+    """Inside the block, each fp32 LoRA layer folds its active adapters into one weight, W + sum of deltas.
+
+    On a small model a forward pass is bound by per-op overhead, not arithmetic: each adapter path is
+    four more ops per layer, and with two stacked adapters they took most of a decoding step on the
+    mini model. `frozen_only` folds only the adapters that take no gradient (stage 2's grounding
+    adapter while the distill adapter trains); the others keep their path. The merged weight is a
+    separate tensor, so W stays bit-identical and `adapters_disabled` still gives the exact base
+    inside the block. bf16 layers are left as they are: rounding W + delta to bf16 would drop a small
+    delta (lr 1e-6 updates), and a second copy of the weights would not fit the GPU's memory plan.
+    """
+    layers = [layer for layer in lora_layers(model).values() if layer.base.weight.dtype == torch.float32]
+    for layer in layers:
+        names = [n for n in layer.active if not (frozen_only and layer.lora_A[n].weight.requires_grad)]
+        if names:
+            with torch.no_grad():
+                layer.merged = layer.base.weight + sum(layer.delta_weight(n) for n in names)
+            layer.merged_names = names
+    try:
+        yield model
+    finally:
+        for layer in layers:
+            layer.merged, layer.merged_names = None, []
 
 
 @torch.no_grad()

@@ -215,8 +215,10 @@ def test_sampled_gradient_is_the_advantage_weighted_score_function_computed_by_h
     model.zero_grad(set_to_none=True)
 
     # By hand: s_t = log π_θ(y_t), q_t = log π_T(y_t); ∇L = −Σ_t (q_t − s_t) ∇s_t / N, one ∇s_t at a time.
+    # The student on the weights score() uses: the frozen adapter folded in (test_lora checks that fold).
     params = dict(named_trainables(model))
-    s = torch.log_softmax(full_logits(model, processor, students, responses), -1).gather(1, tokens[:, None]).squeeze(1)
+    with lora.merged(model, frozen_only=True):
+        s = torch.log_softmax(full_logits(model, processor, students, responses), -1).gather(1, tokens[:, None]).squeeze(1)
     with torch.no_grad(), lora.adapters_disabled(model):
         q = torch.log_softmax(full_logits(model, processor, teachers, responses), -1).gather(1, tokens[:, None]).squeeze(1)
     want = {name: torch.zeros_like(p) for name, p in params.items()}

@@ -1,4 +1,4 @@
-"""LoRA: zero-init is a no-op, merge == unmerged, disabling gives the exact base, peft reads our files."""
+"""LoRA: zero-init is a no-op, merge and merged() == unmerged, disabling gives the exact base, peft reads our files."""
 
 import json
 
@@ -94,6 +94,62 @@ def test_gradients_reach_only_the_trainable_adapter(fresh, tmp_path):
     student(**batch, labels=batch["input_ids"]).loss.backward()
     for name, p in student.named_parameters():
         assert (p.grad is not None) == (".distill." in name), name
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_merged_block_matches_adapter_paths_and_leaves_the_base_bit_identical(fresh, seed):
+    model, processor = fresh
+    batch = image_batch(processor, (3, 4))
+    base = logits(model, batch)
+    lora.add_lora(model, "grounding", r=4, alpha=8.0, targets=lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
+    lora.add_lora(model, "distill", r=2, alpha=4.0)
+    randomise(model, "grounding", seed)
+    randomise(model, "distill", seed + 10)
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    both = logits(model, batch)
+    with lora.merged(model):
+        assert all(l.merged is not None for l in lora.lora_layers(model).values())
+        torch.testing.assert_close(logits(model, batch), both, rtol=1e-4, atol=1e-4)
+        with lora.adapters_disabled(model):
+            assert torch.equal(logits(model, batch), base)  # the teacher is still exactly the base
+    assert all(l.merged is None for l in lora.lora_layers(model).values())
+    assert torch.equal(logits(model, batch), both)
+    assert all(torch.equal(p, weights[n]) for n, p in model.named_parameters())
+
+
+def test_merged_frozen_only_keeps_the_trainable_path_and_its_gradients(fresh):
+    model, processor = fresh
+    lora.add_lora(model, "grounding", r=4, alpha=8.0)
+    randomise(model, "grounding", 3)
+    lora._set_trainable(model, "grounding", False)
+    lora.add_lora(model, "distill", r=4, alpha=8.0)
+    randomise(model, "distill", 4)
+    batch = text_batch(processor)
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(**batch, labels=batch["input_ids"]).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    with lora.merged(model, frozen_only=True):
+        assert all(l.merged_names == ["grounding"] for l in lora.lora_layers(model).values())
+        merged_loss, merged_grads = loss_and_grads()
+    torch.testing.assert_close(merged_loss, loss, rtol=1e-5, atol=1e-5)
+    assert merged_grads.keys() == grads.keys() and all(".distill." in n for n in grads)
+    for n in grads:
+        torch.testing.assert_close(merged_grads[n], grads[n], rtol=1e-4, atol=1e-5)
+
+
+def test_merged_leaves_bf16_layers_on_their_adapter_path(fresh):
+    model, _ = fresh
+    lora.add_lora(model, "g", r=4, alpha=8.0)
+    randomise(model, "g", 5)
+    layers = list(lora.lora_layers(model).values())
+    layers[0].base.to(torch.bfloat16)
+    with lora.merged(model):
+        assert layers[0].merged is None and all(l.merged is not None for l in layers[1:])
 
 
 @pytest.mark.parametrize("vision", [False, True])
