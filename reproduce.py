@@ -60,8 +60,8 @@ ROWS = [
     ("distill without grounding", ["distill-no-grounding"]),
     ("grounding + SFT on gold responses", ["grounding", "sft-gold"]),
 ]
-SMOKE = ["--steps", "2", "--n-per-level", "2", "--levels", "3", "--tasks", "frozenlake"]
-SMOKE_STAGE = {"grounding": ["--eval-n", "1"], "distill": ["--val-n", "1", "--batch-size", "2"]}
+SMOKE = ["--steps", "2", "--levels", "3", "--tasks", "frozenlake"]
+SMOKE_STAGE = {"grounding": ["--n-per-level", "2", "--eval-n", "1"], "distill": ["--n-per-task", "2", "--val-n", "1", "--batch-size", "2"]}
 SMOKE_EVAL = ["--n", "2", "--levels", "3", "--tasks", "frozenlake", "--no-progress"]
 
 

@@ -159,7 +159,7 @@ class DistillConfig(Optim):
     temperature: float = 1.0  # sampling temperature of the student rollouts
     # mini: gold responses are 38-73 tokens (train split). Decoding a small model costs the same per
     # token whatever the batch, so the longest row sets a step's time; one rambling row in 32 is the
-    # usual case, and past 96 tokens it is wrong anyway (120 made rollouts ~25 % slower).
+    # usual case, and past 96 tokens it is wrong anyway.
     max_new_tokens: int = 96
     logit_chunk: int = 1024  # response tokens per lm_head chunk: [chunk, vocab] logits exist at a time
     reference_plan: bool = True  # teacher prompt includes "Reference plan : ..."
@@ -168,10 +168,11 @@ class DistillConfig(Optim):
     lora_r: int = 16
     lora_alpha: float = 32.0
     lora_dropout: float = 0.0
-    # Training puzzles per task and level (one epoch = all of them). Still improving at the end: on
-    # the same grounding adapter 200 (188 steps) reached 7.3 % image success, 480 (450 steps) 20.2 %;
-    # the default pipeline, 21.9 % in 12 min 47 s (README, "Status").
-    n_per_level: int = 480
+    # Training puzzles per task, split evenly over its levels (one epoch = all of them): every task gets
+    # the same share of the prompts, as macro success weighs tasks equally. Per task and level (480
+    # each, MiniBehaviour 1/6 of the prompts) MiniBehaviour's answers collapsed on two of three runs
+    # (README, "Status"). 960 x 3 tasks / 32 = 90 steps an epoch, 450 for 5 epochs.
+    n_per_task: int = 960
     levels: tuple[int, ...] = ()  # empty = evaluate.DEFAULT_LEVELS
     val_every: int = 20  # steps between validations (greedy, val split); 0 = never
     val_n: int = 10  # val puzzles per task and level
@@ -205,7 +206,7 @@ _QWEN = {
     "grounding": dict(grad_ckpt=True, lr=1e-4, batch_size=4, grad_accum=16, lora_r=8, lora_alpha=16.0, lora_vision=False, epochs=3.0, replay_examples=0,
                       n_per_level=200),
     "distill": dict(grad_ckpt=True, lr=1e-6, schedule="constant", weight_decay=0.01, max_grad_norm=1.0, batch_size=32,
-                    micro_batch_size=4, epochs=5.0, max_new_tokens=2048, lora_r=8, lora_alpha=16.0, n_per_level=200),
+                    micro_batch_size=4, epochs=5.0, max_new_tokens=2048, lora_r=8, lora_alpha=16.0, n_per_task=600),
     "eval": dict(batch_size=8, max_new_tokens=512),
 }
 PRESETS: dict[str, dict[str, dict]] = {
@@ -217,7 +218,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 
 # The least value of counts and sizes given on the command line: zero of the first is an empty
 # dataset or an endless loop; zero replay examples turns replay off, fewer is meaningless.
-MINIMUM = {**dict.fromkeys(("layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n", "lora_r", "max_new_tokens", "logit_chunk",
+MINIMUM = {**dict.fromkeys(("layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n_per_task", "n", "lora_r", "max_new_tokens", "logit_chunk",
                             "val_n", "log_every", "ckpt_every"), 1),
            "replay_examples": 0}
 

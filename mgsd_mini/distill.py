@@ -64,9 +64,13 @@ def task_levels(cfg: DistillConfig) -> dict[str, list[int]]:
 
 
 def train_pool(cfg: DistillConfig) -> list[dict]:
-    """`n_per_level` train-split puzzle records per (task, level): one epoch of prompts."""
-    return [rec for task, levels in task_levels(cfg).items() for level in levels
-            for rec in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed)]
+    """`n_per_task` train-split puzzle records per task, split evenly over its levels: one epoch of prompts."""
+    pool = []
+    for task, levels in task_levels(cfg).items():
+        for i, level in enumerate(levels):
+            n = cfg.n_per_task // len(levels) + (i < cfg.n_per_task % len(levels))
+            pool += puzzles.make_split(task, level, "train", n, cfg.seed) if n else []
+    return pool
 
 
 @functools.lru_cache(maxsize=2)  # a step's prompts span at most two epochs
@@ -275,7 +279,7 @@ def check_config(cfg: DistillConfig) -> None:
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"--{key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
-    for key in ("batch_size", "max_new_tokens", "logit_chunk", "n_per_level"):
+    for key in ("batch_size", "max_new_tokens", "logit_chunk", "n_per_task"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"--{key.replace('_', '-')} must be positive, got {getattr(cfg, key)}")
     if cfg.temperature <= 0:

@@ -10,6 +10,7 @@ gradient.
 import copy
 import json
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -293,7 +294,7 @@ def test_masked_tokens_contribute_nothing_and_micro_batches_sum(mini):
 
 def test_training_moves_only_the_distill_adapter_and_the_teacher_gets_no_grads():
     model, processor = student_model()
-    cfg = cfg_for(batch_size=3, micro_batch_size=2, lr=1e-2, n_per_level=2)
+    cfg = cfg_for(batch_size=3, micro_batch_size=2, lr=1e-2, n_per_task=4)
     frozen = {n: p.detach().clone() for n, p in model.named_parameters() if ".distill." not in n}
     before = {n: p.detach().clone() for n, p in model.named_parameters() if ".distill." in n}
     params = named_trainables(model)
@@ -312,8 +313,19 @@ def test_training_moves_only_the_distill_adapter_and_the_teacher_gets_no_grads()
     assert "grounding" in lora.lora_layers(model)["model.language_model.layers.0.self_attn.q_proj"].active
 
 
+@pytest.mark.parametrize("n", [1, 7, 12])
+def test_train_pool_gives_each_task_the_same_share_split_evenly_over_its_levels(n):
+    cfg = config.resolve("distill", "mini", {"n_per_task": n, "tasks": ("frozenlake", "minibehaviour")})
+    pool = distill.train_pool(cfg)
+    counts = Counter((r["task"], int(r["level"])) for r in pool)
+    assert sum(c for (t, _), c in counts.items() if t == "frozenlake") == n == counts["minibehaviour", 5]
+    per_level = [counts.get(("frozenlake", lv), 0) for lv in (3, 4, 5)]
+    assert max(per_level) - min(per_level) <= 1 and all(r["split"] == "train" for r in pool)
+    assert len({r["id"] for r in pool}) == len(pool)
+
+
 def test_step_records_are_a_pure_function_of_seed_and_step_and_cover_each_epoch():
-    cfg = cfg_for(batch_size=3, n_per_level=2)  # 2 tasks x 2 levels x 2 = 8 prompts per epoch
+    cfg = cfg_for(batch_size=3, n_per_task=4)  # 2 tasks x 4 (2 per level) = 8 prompts per epoch
     pool = distill.train_pool(cfg)
     assert len(pool) == 8 and all(r["split"] == "train" for r in pool)
     first = [r["id"] for s in range(3) for r in distill.step_records(pool, cfg, s)]  # steps 0-2: 9 prompts
@@ -342,7 +354,7 @@ def saved(tmp_path_factory):
 
 def run_cfg(saved, **kw):
     base = dict(model=str(saved / "base"), grounding=str(saved / "grounding"), batch_size=2, max_new_tokens=8,
-                n_per_level=3, tasks=("frozenlake",), levels=(3,), val_every=0, lr=1e-2, lora_r=4)
+                n_per_task=3, tasks=("frozenlake",), levels=(3,), val_every=0, lr=1e-2, lora_r=4)
     return config.resolve("distill", "mini", {**base, **kw})
 
 

@@ -42,7 +42,7 @@ def stage_args(stage, models):
     common = ["--model", models / "base", "--tasks", "frozenlake", "--levels", "3", "--ckpt-every", "3", "--log-every", "1"]
     if stage == "grounding":
         return common + ["--n-per-level", "3", "--steps", "24", "--batch-size", "2", "--grad-accum", "1", "--lora-r", "4", "--eval-n", "0"]
-    return common + ["--grounding", models / "grounding", "--n-per-level", "6", "--steps", "15", "--batch-size", "2",
+    return common + ["--grounding", models / "grounding", "--n-per-task", "6", "--steps", "15", "--batch-size", "2",
                      "--lora-r", "4", "--val-every", "0", "--max-new-tokens", "12"]
 
 
