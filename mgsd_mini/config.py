@@ -239,9 +239,17 @@ def resolve(stage: str, preset: str = "mini", overrides: dict | None = None):
         if key not in hints:
             raise ConfigError(f"unknown option --{key.replace('_', '-')} for stage '{stage}'; options: {', '.join(sorted(hints))}")
         values[key] = _convert(key, value, hints[key])
-        if key in MINIMUM and values[key] < MINIMUM[key]:
-            raise ConfigError(f"--{key.replace('_', '-')} must be at least {MINIMUM[key]}, got {values[key]}")
-    return cls(**values)
+    cfg = cls(**values)
+    check_minimum(cfg)
+    return cfg
+
+
+def check_minimum(cfg) -> None:
+    """Refuse a count or size below its MINIMUM (a config from the CLI or built in code alike)."""
+    for key, least in MINIMUM.items():
+        value = getattr(cfg, key, None)
+        if value is not None and value < least:
+            raise ConfigError(f"--{key.replace('_', '-')} must be at least {least}, got {value}")
 
 
 def _convert(key: str, value, hint):

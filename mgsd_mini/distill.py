@@ -45,7 +45,7 @@ from tqdm import tqdm
 import kernels
 import puzzles
 from mgsd_mini import checkpoint, evaluate, lora, model as models, prompts, report
-from mgsd_mini.config import ConfigError, DistillConfig, save as save_config
+from mgsd_mini.config import ConfigError, DistillConfig, check_minimum, save as save_config
 from mgsd_mini.data import collate, encode_chat
 from mgsd_mini.generate import generate, prompt_positions, suppressed_token_ids
 from mgsd_mini.sft import diverged, lr_factor, make_optimizer, named_trainables
@@ -279,9 +279,7 @@ def check_config(cfg: DistillConfig) -> None:
     for key, allowed in choices.items():
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"--{key} must be one of {', '.join(allowed)}, got '{getattr(cfg, key)}'")
-    for key in ("batch_size", "max_new_tokens", "logit_chunk", "n_per_task"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"--{key.replace('_', '-')} must be positive, got {getattr(cfg, key)}")
+    check_minimum(cfg)
     if cfg.temperature <= 0:
         raise ConfigError(f"--temperature must be > 0 (on-policy sampling), got {cfg.temperature}")
 

@@ -47,5 +47,8 @@ def test_bad_input_names_the_problem():
         config.resolve("base", "mini", {"grad_ckpt": "maybe"})
     with pytest.raises(ConfigError, match="--layers must be at least 1, got 0"):
         config.resolve("base", "mini", {"layers": "0"})
+    with pytest.raises(ConfigError, match="--replay-examples must be at least 0, got -1"):
+        config.check_minimum(config.GroundingConfig(replay_examples=-1))  # built in code, not from the CLI
+    config.check_minimum(config.DistillConfig())  # every default is within bounds
     with pytest.raises(ConfigError, match="only for the mini preset"):
         config.resolve("base", "qwen3-vl-4b")
