@@ -58,8 +58,8 @@ class LoRALinear(nn.Module):
         self.scaling: dict[str, float] = {}
         self.active: list[str] = []
         self.disabled = False
-        self.merged: torch.Tensor | None = None  # W + the deltas of `merged_names`, set only inside `merged()`
-        self.merged_names: list[str] = []
+        self.merged: torch.Tensor | None = None  # W + the folded deltas, set only inside `merged()`
+        self.unfolded: list[str] = []  # inside `merged()`: the active adapters that keep their own path
 
     def add(self, name: str, r: int, alpha: float, dropout: float) -> None:
         device = self.base.weight.device
@@ -82,8 +82,7 @@ class LoRALinear(nn.Module):
         if self.merged is None:
             y, paths = self.base(x), self.active
         else:
-            y = nn.functional.linear(x, self.merged, self.base.bias)
-            paths = [n for n in self.active if n not in self.merged_names]
+            y, paths = nn.functional.linear(x, self.merged, self.base.bias), self.unfolded
         if not paths:
             return y
         x32 = x.to(torch.float32)
@@ -197,20 +196,22 @@ def merged(model: nn.Module, frozen_only: bool = False):
     separate tensor, so W stays bit-identical and `adapters_disabled` still gives the exact base
     inside the block. A folded adapter's dropout is skipped (it is for decoding, or frozen). bf16
     layers are left as they are: rounding W + delta to bf16 would drop a small delta (lr 1e-6
-    updates), and a second copy of the weights would not fit the GPU's memory plan.
+    updates), and a second copy of the weights would not fit the GPU's memory plan. Blocks nest: leaving
+    one restores the fold of the block around it.
     """
     layers = [layer for layer in lora_layers(model).values() if layer.base.weight.dtype == torch.float32]
+    outer = [(layer.merged, layer.unfolded) for layer in layers]
     for layer in layers:
         names = [n for n in layer.active if not (frozen_only and layer.lora_A[n].weight.requires_grad)]
         if names:
             with torch.no_grad():
                 layer.merged = layer.base.weight + sum(layer.delta_weight(n) for n in names)
-            layer.merged_names = names
+            layer.unfolded = [n for n in layer.active if n not in names]
     try:
         yield model
     finally:
-        for layer in layers:
-            layer.merged, layer.merged_names = None, []
+        for layer, (weight, unfolded) in zip(layers, outer, strict=True):
+            layer.merged, layer.unfolded = weight, unfolded
 
 
 @torch.no_grad()

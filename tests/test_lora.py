@@ -133,9 +133,16 @@ def test_merged_frozen_only_keeps_the_trainable_path_and_its_gradients(fresh):
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
     loss, grads = loss_and_grads()
+    layers = lora.lora_layers(model).values()
     with lora.merged(model, frozen_only=True):
-        assert all(l.merged_names == ["grounding"] for l in lora.lora_layers(model).values())
+        assert all(l.merged is not None and l.unfolded == ["distill"] for l in layers)
+        outer = [l.merged for l in layers]
+        with lora.merged(model):  # an inner block folds both; leaving it restores the outer fold
+            assert all(l.unfolded == [] for l in layers)
+            torch.testing.assert_close(model(**batch, labels=batch["input_ids"]).loss, loss, rtol=1e-5, atol=1e-5)
+        assert all(l.merged is w and l.unfolded == ["distill"] for l, w in zip(layers, outer, strict=True))
         merged_loss, merged_grads = loss_and_grads()
+    assert all(l.merged is None and l.unfolded == [] for l in layers)
     torch.testing.assert_close(merged_loss, loss, rtol=1e-5, atol=1e-5)
     assert merged_grads.keys() == grads.keys() and all(".distill." in n for n in grads)
     for n in grads:
