@@ -10,7 +10,7 @@ Any field of the stage's config dataclass (mgsd_mini/config.py) can be set as `-
 default runs/<stage>-<timestamp>/) gets config.json, metrics.jsonl, checkpoints/ and the result
 (model/ or adapter/). An existing non-empty run directory is refused unless `--resume` (continue
 from its newest checkpoint) or `--overwrite` (start again from scratch). User errors print one line
-on stderr and exit with status 2.
+on stderr and exit with status 2 (and leave no new run directory behind).
 """
 
 from __future__ import annotations
@@ -89,6 +89,7 @@ def main(
     if overwrite and busy:
         shutil.rmtree(run_dir)
     cfg.out = str(run_dir)
+    fresh = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -109,6 +110,8 @@ def main(
         raise typer.Exit(130)
     except (sft.TrainingDiverged, config.ConfigError, models.ModelLoadError, lora.AdapterError, checkpoint.CheckpointError,
             evaluate.EvalInputError) as err:
+        if fresh and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # refused before it wrote anything: leave no empty run folder behind
         _fail(str(err))
     typer.echo(f"{stage}: done -> {result}")
 

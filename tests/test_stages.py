@@ -262,6 +262,7 @@ def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.py: error:") and "Traceback" not in r.output
     assert all(w in lines[0] for w in words), lines[0]
+    assert not (tmp_path / "run").exists()  # a refused run leaves no empty folder behind
 
 
 def test_train_output_under_a_file_is_one_line_and_nothing_is_touched(tmp_path):
