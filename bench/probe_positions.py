@@ -23,10 +23,9 @@ from mgsd_mini.generic_images import CELL_PX
 
 def token_features(net, processor, task: str, level: int, n: int) -> list[torch.Tensor]:
     """The vision tower's merged tokens [tokens, hidden] of n train-split puzzle images, in raster order."""
-    t = puzzles.get_task(task)
     out = []
     for rec in puzzles.make_split(task, level, "train", n, 0):
-        px = processor.image_processor(images=[t.render(rec["state"], models.image_size(processor, task, level))], return_tensors="pt")
+        px = processor.image_processor(images=[models.puzzle_image(processor, task, level, rec["state"])], return_tensors="pt")
         with torch.no_grad():
             out.append(net.model.get_image_features(px["pixel_values"], px["image_grid_thw"]).pooler_output[0])
     return out

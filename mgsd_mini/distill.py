@@ -95,7 +95,7 @@ def encode_prompts(processor, records: list[dict], reference_plan: bool) -> tupl
     instructions = prompts.instructed(processor)
     for rec in records:
         task, level, state = rec["task"], int(rec["level"]), rec["state"]
-        image = puzzles.get_task(task).render(state, models.image_size(processor, task, level))
+        image = models.puzzle_image(processor, task, level, state)
         students.append(encode_chat(processor, prompts.student_prompt(task, instructions), [image], add_generation_prompt=True))
         plan = rec["optimal_plan"] if reference_plan else None
         teachers.append(encode_chat(processor, prompts.teacher_prompt(task, state, plan, instructions), None, add_generation_prompt=True))

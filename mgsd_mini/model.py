@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import torch
+from PIL import Image
 from transformers import (
     PreTrainedModel,
     Qwen2_5_VLForConditionalGeneration,
@@ -26,6 +27,7 @@ from transformers import (
 
 from transformers.utils import logging as hf_logging
 
+import puzzles
 from mgsd_mini.processor import VLProcessor, mini_image_processor
 from mgsd_mini.tokenizer import load_tokenizer
 
@@ -239,6 +241,11 @@ def image_size(model_or_processor, task: str, level: int) -> int:
     if patch == 8:
         return patch * merge * level
     return PAPER_IMAGE_SIZE
+
+
+def puzzle_image(model_or_processor, task: str, level: int, state: dict) -> Image.Image:
+    """The puzzle `state` rendered at the size this model reads it at (image_size)."""
+    return puzzles.get_task(task).render(state, image_size(model_or_processor, task, level))
 
 
 def _vision_geometry(obj) -> tuple[int, int]:

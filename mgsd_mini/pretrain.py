@@ -94,7 +94,7 @@ def own_state_images(processor, task: str, level: int, state: dict, rng: random.
         return None
     if kind == "generic":  # (every task's level is its grid side)
         return [generic_images.sample(rng, sizes=range(level, level + 1))[0]]
-    return [puzzles.get_task(task).render(state, models.image_size(processor, task, level))]
+    return [models.puzzle_image(processor, task, level, state)]
 
 
 def unlabel_restatement(example: dict, tokenizer) -> dict:
