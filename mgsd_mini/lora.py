@@ -196,8 +196,8 @@ def merged(model: nn.Module, frozen_only: bool = False):
     separate tensor, so W stays bit-identical and `adapters_disabled` still gives the exact base
     inside the block. A folded adapter's dropout is skipped (it is for decoding, or frozen). bf16
     layers are left as they are: rounding W + delta to bf16 would drop a small delta (lr 1e-6
-    updates), and a second copy of the weights would not fit the GPU's memory plan. Blocks nest: leaving
-    one restores the fold of the block around it.
+    updates), and a second copy of the weights would not fit the GPU's memory plan. Blocks nest:
+    leaving one restores the fold of the block around it.
     """
     layers = [layer for layer in lora_layers(model).values() if layer.base.weight.dtype == torch.float32]
     outer = [(layer.merged, layer.unfolded) for layer in layers]
