@@ -35,11 +35,9 @@ def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
     """One encoded example per (train puzzle, perception question)."""
     examples, instructions = [], prompts.instructed(processor)
     for task, levels in task_levels(cfg).items():
-        t = puzzles.get_task(task)
         for level in levels:
-            size = models.image_size(processor, task, level)
             for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
-                image = t.render(record["state"], size)
+                image = models.puzzle_image(processor, task, level, record["state"])
                 pixels = None
                 for qa in record["perception"]:
                     prompt = prompts.perception_prompt(task, qa["question"], instructions)

@@ -192,9 +192,9 @@ def merged(model: nn.Module, frozen_only: bool = False):
     On a small model a forward pass is bound by per-op overhead, not arithmetic: each adapter path is
     four more ops per layer, and folding two stacked adapters made the mini model's rollouts ~1.7x
     faster (README, Training, stage 2). `frozen_only` folds only the adapters that take no gradient
-    (stage 2's grounding adapter while the distill adapter trains); the others keep their path. The merged weight is a
-    separate tensor, so W stays bit-identical and `adapters_disabled` still gives the exact base
-    inside the block. A folded adapter's dropout is skipped (it is for decoding, or frozen). bf16
+    (stage 2's grounding adapter while the distill adapter trains); the others keep their path. The
+    merged weight is a separate tensor, so W stays bit-identical and `adapters_disabled` still gives
+    the exact base inside the block. A folded adapter's dropout is skipped (it is for decoding, or frozen). bf16
     layers are left as they are: rounding W + delta to bf16 would drop a small delta (lr 1e-6
     updates), and a second copy of the weights would not fit the GPU's memory plan. Blocks nest:
     leaving one restores the fold of the block around it.
