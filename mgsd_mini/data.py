@@ -8,6 +8,10 @@ tensor and finds each image's slice from its grid, so collation concatenates the
 Labels follow the usual causal-LM convention (the model shifts them): -100 everywhere except the
 assistant response tokens and the <|im_end|> that closes the turn, so the loss never trains the
 model to write the prompt and it learns to stop.
+
+`pack_shared_prefix` turns several questions about one image into one training sequence (the image
+and the prompt they share once, then each question's own tail); its `segment_ids` become a 4-D
+attention mask in `collate`.
 """
 
 from __future__ import annotations
@@ -70,15 +74,61 @@ def encode_sft(processor, prompt_messages: list[dict], response_text: str, image
     return full
 
 
+def pack_shared_prefix(examples: list[dict], rope_index) -> dict:
+    """One sequence for several examples whose prompts share a prefix holding all their images.
+
+    The shared prefix (the longest common one: image, template, the question's first words) comes
+    once, then each example's tail (the rest of its prompt and its labelled answer). Each tail sees
+    the prefix and itself only (`segment_ids`: 0 for the prefix, i for tail i; `collate` makes the
+    mask) at the positions it has alone, so the summed loss and its gradient are those of the
+    examples one by one (tests/test_data.py), while the vision tower and the prefix run once.
+    `rope_index` is the model's `get_rope_index`: the prefix's M-RoPE positions (text after it
+    continues from their maximum + 1, Qwen-VL's rule).
+    """
+    first, n = examples[0], min(len(ex["input_ids"]) for ex in examples)
+    for ex in examples[1:]:
+        same = (ex["input_ids"][:n] == first["input_ids"][:n]).int()
+        n = int(same.cumprod(0).sum())
+    types = first["mm_token_type_ids"]
+    same_images = all(torch.equal(ex[key], first[key]) for ex in examples for key in ("pixel_values", "image_grid_thw") if key in first)
+    if not same_images or any((ex["mm_token_type_ids"][n:] != 0).any() or (ex["labels"][:n] != IGNORE).any() for ex in examples):
+        raise ValueError("pack_shared_prefix: the examples must share their images and prompt start, labels after it")
+    positions, _ = rope_index(first["input_ids"][None, :n], mm_token_type_ids=types[None, :n],
+                              image_grid_thw=first.get("image_grid_thw"))
+    prefix_positions, start = positions[:, 0], int(positions.max()) + 1
+    tails = [{key: ex[key][n:] for key in ("input_ids", "attention_mask", "mm_token_type_ids", "labels")} for ex in examples]
+    packed = {key: torch.cat([first[key][:n]] + [tail[key] for tail in tails]) for key in tails[0]}
+    packed["segment_ids"] = torch.cat([torch.zeros(n, dtype=torch.long)]
+                                      + [torch.full((len(t["input_ids"]),), i + 1) for i, t in enumerate(tails)])
+    packed["position_ids"] = torch.cat([prefix_positions] + [(start + torch.arange(len(t["input_ids"]))).expand(3, -1) for t in tails], dim=1)
+    for key in ("pixel_values", "image_grid_thw"):
+        if key in first:
+            packed[key] = first[key]
+    return packed
+
+
+def segment_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[B, 1, L, L] boolean attention mask (True = attend) of packed rows: causal, a tail sees the
+    prefix (segment 0) and itself; padding (-1) is seen by nothing and sees only itself, since a
+    query that sees nothing has no softmax."""
+    query, key = segment_ids[:, :, None], segment_ids[:, None, :]
+    length = segment_ids.shape[1]
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    mask = causal & (query >= 0) & (key >= 0) & ((key == 0) | (key == query))
+    return (mask | torch.eye(length, dtype=torch.bool))[:, None]
+
+
 def collate(examples: list[dict], pad_id: int, left_pad: bool = False) -> dict:
     """Pad token tensors to the longest example (left padding for generation), concatenate images.
 
     Padding: input_ids with `pad_id`, attention_mask and mm_token_type_ids with 0, labels with -100.
+    Packed examples (`pack_shared_prefix`) also bring their M-RoPE `position_ids` [3, B, L] and,
+    instead of the 2-D attention mask, the 4-D one of their segments.
     """
     if not examples:
         raise ValueError("collate needs at least one example")
     width = max(len(ex["input_ids"]) for ex in examples)
-    fill = {"input_ids": pad_id, "attention_mask": 0, "mm_token_type_ids": 0, "labels": IGNORE}
+    fill = {"input_ids": pad_id, "attention_mask": 0, "mm_token_type_ids": 0, "labels": IGNORE, "segment_ids": -1, "position_ids": 0}
     batch = {}
     for key, value in fill.items():
         if key not in examples[0]:
@@ -86,9 +136,11 @@ def collate(examples: list[dict], pad_id: int, left_pad: bool = False) -> dict:
         rows = []
         for ex in examples:
             x = ex[key]
-            pad = x.new_full((width - len(x),), value)
-            rows.append(torch.cat([pad, x] if left_pad else [x, pad]))
-        batch[key] = torch.stack(rows)
+            pad = x.new_full((*x.shape[:-1], width - x.shape[-1]), value)
+            rows.append(torch.cat([pad, x] if left_pad else [x, pad], dim=-1))
+        batch[key] = torch.stack(rows, dim=-2)
+    if "segment_ids" in batch:
+        batch["attention_mask"] = segment_mask(batch.pop("segment_ids"))
     with_images = [ex for ex in examples if "pixel_values" in ex]
     if with_images:
         batch["pixel_values"] = torch.cat([ex["pixel_values"] for ex in with_images])

@@ -3,7 +3,8 @@
 The student learns to recover the symbolic state from pixels: grid size, where the start / goal /
 agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
 moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
-level (never a val/test puzzle), each answered exactly. Only the LoRA adapter trains; the base
+level (never a val/test puzzle), each answered exactly; on mini, a puzzle's questions are packed
+into one sequence that shows its image once (`pack_questions`). Only the LoRA adapter trains; the base
 model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
 blocks too, see GroundingConfig). Every optimizer step also replays, in one more micro-batch,
 `replay_examples` of the base's own stage-0 examples (mini only), so that the adapter learns to see
@@ -23,7 +24,7 @@ import torch
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, pretrain, prompts, report
 from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
-from mgsd_mini.data import collate, encode_sft
+from mgsd_mini.data import collate, encode_sft, pack_shared_prefix
 from mgsd_mini.sft import named_trainables, train_sft
 
 
@@ -31,34 +32,41 @@ def task_levels(cfg) -> dict[str, list[int]]:
     return evaluate.choose_levels(cfg.tasks, cfg.levels)
 
 
-def perception_examples(processor, cfg: GroundingConfig) -> list[dict]:
-    """One encoded example per (train puzzle, perception question)."""
-    examples, instructions = [], prompts.instructed(processor)
+def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
+    """The encoded perception questions of each train puzzle: one list per puzzle."""
+    puzzles_questions, instructions = [], prompts.instructed(processor)
     for task, levels in task_levels(cfg).items():
         for level in levels:
             for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
                 image = models.puzzle_image(processor, task, level, record["state"])
-                pixels = None
-                for qa in record["perception"]:
-                    prompt = prompts.perception_prompt(task, qa["question"], instructions)
-                    example = encode_sft(processor, prompt, qa["answer"], [image])
-                    # one pixel tensor per puzzle, shared by its questions: the pixels dominate the
-                    # data's memory, and at 800 puzzles per level six copies each came to 5.4 GB
-                    if pixels is None:
-                        pixels = example["pixel_values"]
-                    example["pixel_values"] = pixels
-                    examples.append(example)
-    if not examples:
+                questions = [encode_sft(processor, prompts.perception_prompt(task, qa["question"], instructions), qa["answer"], [image])
+                             for qa in record["perception"]]
+                # one pixel tensor per puzzle, shared by its questions: the pixels dominate the
+                # data's memory, and at 800 puzzles per level six copies each came to 5.4 GB
+                for example in questions[1:]:
+                    example["pixel_values"] = questions[0]["pixel_values"]
+                puzzles_questions.append(questions)
+    if not puzzles_questions:
         raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")
-    return examples
+    return puzzles_questions
+
+
+def training_units(puzzles_questions: list[list[dict]], model, cfg: GroundingConfig) -> list[dict]:
+    """What a micro-batch holds `batch_size` of: one packed sequence per puzzle (`pack_questions`),
+    or one example per question."""
+    if cfg.pack_questions:
+        return [pack_shared_prefix(questions, model.model.get_rope_index) for questions in puzzles_questions]
+    return [example for questions in puzzles_questions for example in questions]
 
 
 def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
-    """batches_fn(i): micro-batch i of a fresh seeded shuffle every epoch (pure in (seed, i)).
+    """batches_fn(i): micro-batch i of a fresh seeded shuffle of `examples` (the training units)
+    every epoch (pure in (seed, i)).
 
     An optimizer step's examples (`grad_accum` micro-batches) are split into micro-batches by
-    length: the gradient is the same sum over the same examples, but the one long "Restate the
-    state ." answer in every few questions no longer pads a whole micro-batch to its length.
+    length: the gradient is the same sum over the same examples, but one long example (the
+    "Restate the state ." answer in every few questions, or the puzzle with the most questions)
+    no longer pads a whole micro-batch to its length.
     """
     per_epoch = math.ceil(len(examples) / cfg.batch_size)
     per_step = cfg.batch_size * cfg.grad_accum
@@ -119,12 +127,14 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
     else:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
-    examples = perception_examples(processor, cfg)
+    puzzles_questions = perception_examples(processor, cfg)
+    units = training_units(puzzles_questions, model, cfg)
     if cfg.steps <= 0:  # derive the step count from the epochs
-        cfg.steps = math.ceil(cfg.epochs * len(examples) / (cfg.batch_size * cfg.grad_accum))
+        cfg.steps = math.ceil(cfg.epochs * len(units) / (cfg.batch_size * cfg.grad_accum))
     save_config(cfg, run_dir)
-    print(f"grounding: {len(examples)} perception examples, {cfg.steps} steps of {cfg.batch_size * cfg.grad_accum}")
-    batches = make_batches(examples, processor.tokenizer.pad_token_id, cfg)
+    print(f"grounding: {sum(map(len, puzzles_questions))} perception questions about {len(puzzles_questions)} puzzles, "
+          f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'puzzles' if cfg.pack_questions else 'questions'}")
+    batches = make_batches(units, processor.tokenizer.pad_token_id, cfg)
     if cfg.replay_examples:
         batches = with_replay(batches, functools.partial(replay_batch, processor, cfg), cfg)
     train_sft(model, batches, named_trainables(model), cfg, run_dir, resume=resume, micro_batches=cfg.grad_accum + bool(cfg.replay_examples))

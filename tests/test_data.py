@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 from mgsd_mini import prompts
-from mgsd_mini.data import IGNORE, collate, encode_chat, encode_sft
+from mgsd_mini.data import IGNORE, collate, encode_chat, encode_sft, pack_shared_prefix, segment_mask
 from mgsd_mini.model import build_mini
 
 
@@ -104,3 +104,73 @@ def test_every_grid_cell_is_one_token(processor, task):
             rows = t.symbolic_text(t.generate(level, rng)).split("\n")[:-1]  # the grid, without the coordinates line
             grid = "\n".join(rows)
             assert len(processor.tokenizer(grid)["input_ids"]) == len(grid.split()) + grid.count("\n"), grid
+
+
+def _puzzle_questions(processor, task: str, level: int, seed: int) -> list[dict]:
+    """The encoded perception questions about one train puzzle (what grounding packs)."""
+    import puzzles
+    from mgsd_mini.model import puzzle_image
+
+    record = puzzles.make_split(task, level, "train", 1, seed)[0]
+    image, instructions = puzzle_image(processor, task, level, record["state"]), prompts.instructed(processor)
+    return [encode_sft(processor, prompts.perception_prompt(task, qa["question"], instructions), qa["answer"], [image])
+            for qa in record["perception"]]
+
+
+@pytest.mark.parametrize("seed,puzzle_set", [
+    (0, [("frozenlake", 3), ("maze", 4)]),
+    (1, [("minibehaviour", 5), ("frozenlake", 5), ("maze", 3)]),
+    (2, [("maze", 4)]),
+])
+def test_packed_questions_give_the_loss_and_gradient_of_the_questions_one_by_one(seed, puzzle_set):
+    from mgsd_mini.sft import sft_loss_sum
+
+    model, processor = build_mini(seed=seed)
+    model.train()
+    pad = processor.tokenizer.pad_token_id
+    groups = [_puzzle_questions(processor, task, level, seed) for task, level in puzzle_set]
+    packed = [pack_shared_prefix(group, model.model.get_rope_index) for group in groups]
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss, n_labelled = sft_loss_sum(model, batch)
+        loss.backward()
+        return loss.item(), n_labelled, {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    one_by_one, together = loss_and_grads(collate([q for g in groups for q in g], pad)), loss_and_grads(collate(packed, pad))
+    assert together[1] == one_by_one[1] and together[0] == pytest.approx(one_by_one[0], rel=1e-5)
+    assert together[2].keys() == one_by_one[2].keys()
+    for name, grad in one_by_one[2].items():
+        torch.testing.assert_close(together[2][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+    # the vision tower runs once per puzzle, and each question's tail keeps the positions it has alone
+    for group, row in zip(groups, packed):
+        assert torch.equal(row["pixel_values"], group[0]["pixel_values"]) and len(row["image_grid_thw"]) == 1
+        shared = int((row["segment_ids"] == 0).sum())
+        for i, question in enumerate(group):
+            alone, _ = model.model.get_rope_index(question["input_ids"][None], mm_token_type_ids=question["mm_token_type_ids"][None],
+                                                  image_grid_thw=question["image_grid_thw"])
+            tail = row["segment_ids"] == i + 1
+            assert torch.equal(row["position_ids"][:, tail], alone[:, 0, shared:])
+            assert torch.equal(row["input_ids"][tail], question["input_ids"][shared:])
+
+
+def test_segment_mask_lets_each_tail_see_the_prefix_and_itself_only():
+    segments = torch.tensor([[0, 0, 1, 1, 2, -1]])
+    mask = segment_mask(segments)[0, 0]
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 1, 0],  # tail 2 sees the prefix, not tail 1
+        [0, 0, 0, 0, 0, 1],  # padding sees only itself (a row of nothing has no softmax)
+    ], dtype=torch.bool)
+    assert torch.equal(mask, expected)
+
+
+def test_packing_refuses_questions_about_different_images(processor):
+    model, _ = build_mini(seed=0)
+    a = _puzzle_questions(processor, "frozenlake", 4, 0)[:2]
+    b = _puzzle_questions(processor, "frozenlake", 4, 1)[:2]
+    with pytest.raises(ValueError, match="share their images"):
+        pack_shared_prefix(a + b, model.model.get_rope_index)

@@ -166,7 +166,7 @@ def test_generic_images_never_show_a_puzzle(mini):
 def test_grounding_data_never_contains_a_test_puzzle(mini):
     _, processor = mini
     cfg = config.resolve("grounding", "mini", {"n_per_level": 3, "levels": "3,5"})
-    examples = grounding.perception_examples(processor, cfg)
+    puzzles_questions = grounding.perception_examples(processor, cfg)
     # every example's answer is a gold perception answer of a train-split puzzle
     n_questions = n_puzzles = 0
     for task, levels in grounding.task_levels(cfg).items():
@@ -177,33 +177,38 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
             assert not test_ids & {r["id"] for r in records}
             n_questions += sum(len(r["perception"]) for r in records)
             n_puzzles += len(records)
-    assert len(examples) == n_questions
-    # the questions about one puzzle share its pixel tensor (memory), so there is one per puzzle
-    assert len({id(ex["pixel_values"]) for ex in examples}) == n_puzzles
+    assert len(puzzles_questions) == n_puzzles and sum(map(len, puzzles_questions)) == n_questions
+    # the questions about one puzzle share its pixel tensor (memory)
+    assert all(len({id(ex["pixel_values"]) for ex in questions}) == 1 for questions in puzzles_questions)
 
 
-def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_length(mini):
-    _, processor = mini
-    cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 4, "grad_accum": 3})
-    examples = grounding.perception_examples(processor, cfg)
-    batches_fn = grounding.make_batches(examples, processor.tokenizer.pad_token_id, cfg)
-    per_epoch = -(-len(examples) // cfg.batch_size)
+@pytest.mark.parametrize("pack", [True, False])
+def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_length(mini, pack):
+    model, processor = mini
+    cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 2 if pack else 4, "grad_accum": 2 if pack else 3,
+                                               "pack_questions": pack})
+    units = grounding.training_units(grounding.perception_examples(processor, cfg), model, cfg)
+    pad = processor.tokenizer.pad_token_id
+    batches_fn = grounding.make_batches(units, pad, cfg)
+    per_epoch = -(-len(units) // cfg.batch_size)
     seen = []
     for step in range(-(-per_epoch // cfg.grad_accum)):
         micro = [batches_fn(step * cfg.grad_accum + k) for k in range(cfg.grad_accum) if step * cfg.grad_accum + k < per_epoch]
-        lengths = [b["attention_mask"].sum(1).tolist() for b in micro]
-        # shorter examples first: each micro-batch is no longer than the next one's shortest
+        lengths = [(b["input_ids"] != pad).sum(1).tolist() for b in micro]
+        # shorter units first: each micro-batch is no longer than the next one's shortest
         assert all(max(a) <= min(b) for a, b in zip(lengths, lengths[1:]))
-        seen += [ids[m.bool()].tolist() for b in micro for ids, m in zip(b["input_ids"], b["attention_mask"])]
-    # one epoch is every example exactly once
-    assert sorted(seen) == sorted(ex["input_ids"].tolist() for ex in examples)
-    assert len(seen) == len(examples) > 2 * cfg.batch_size * cfg.grad_accum
+        seen += [ids[ids != pad].tolist() for b in micro for ids in b["input_ids"]]
+        assert all(("position_ids" in b) == pack and b["attention_mask"].ndim == (4 if pack else 2) for b in micro)
+    # one epoch is every unit (a puzzle's packed questions, or one question) exactly once
+    assert sorted(seen) == sorted(u["input_ids"].tolist() for u in units)
+    assert len(seen) == len(units) > 2 * cfg.batch_size * cfg.grad_accum
 
 
 def test_grounding_steps_end_with_one_micro_batch_of_the_bases_own_planning_examples(mini):
     _, processor = mini
     cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 4, "grad_accum": 2, "replay_examples": 3})
-    perception = grounding.make_batches(grounding.perception_examples(processor, cfg), processor.tokenizer.pad_token_id, cfg)
+    units = grounding.training_units(grounding.perception_examples(processor, cfg), mini[0], cfg)
+    perception = grounding.make_batches(units, processor.tokenizer.pad_token_id, cfg)
     replay = functools.partial(grounding.replay_batch, processor, cfg)
     batches_fn = grounding.with_replay(perception, replay, cfg)
     replayed = []
