@@ -6,7 +6,8 @@ sequence per question: the same examples, the same summed loss, timed side by si
 Forward + backward of the LoRA'd shipped base (grounding's adapter targets) over every perception
 question of `n-per-level` train puzzles per task and level, in micro-batches of 16 questions or of
 4 puzzles (~24 questions), each sorted by length, the two alternating `rounds` times so that a change of machine speed
-hits both. Prints seconds per 1,000 questions, tokens, and the ratio.
+hits both. Prints seconds per 1,000 questions, tokens, and the ratio; then the same for encoding
+the questions (`data.encode_sft` one by one against `data.encode_sfts`, one processor call a puzzle).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mgsd_mini import config, grounding, lora, model as models
-from mgsd_mini.data import collate
+import puzzles
+from mgsd_mini import config, grounding, lora, model as models, prompts
+from mgsd_mini.data import collate, encode_sft, encode_sfts
 from mgsd_mini.sft import sft_loss_sum
 
 
@@ -50,6 +52,27 @@ def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[
     return sum(map(len, puzzles_questions)), results
 
 
+def measure_encoding(processor, n_per_level: int, rounds: int) -> tuple[int, dict[str, float]]:
+    """(questions, {way: seconds a round}) of encoding every question of the puzzles, one call each or one a puzzle."""
+    instructions, work = prompts.instructed(processor), []
+    cfg = config.resolve("grounding", "mini", {"n_per_level": n_per_level})
+    for task, levels in grounding.task_levels(cfg).items():
+        for level in levels:
+            for record in puzzles.make_split(task, level, "train", n_per_level, cfg.seed):
+                pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
+                work.append((pairs, [models.puzzle_image(processor, task, level, record["state"])]))
+    ways = {"one call a question": lambda pairs, images: [encode_sft(processor, *pair, images) for pair in pairs],
+            "one call a puzzle": lambda pairs, images: encode_sfts(processor, pairs, images)}
+    seconds = dict.fromkeys(ways, 0.0)
+    for _ in range(rounds):
+        for name, encode in ways.items():
+            t0 = time.perf_counter()
+            for pairs, images in work:
+                encode(pairs, images)
+            seconds[name] += (time.perf_counter() - t0) / rounds
+    return sum(len(pairs) for pairs, _ in work), seconds
+
+
 def main(n_per_level: int = typer.Option(10, help="train puzzles per task and level"), rounds: int = 3, seed: int = 0):
     model, processor = models.load("mini")
     torch.manual_seed(seed)
@@ -68,6 +91,10 @@ def main(n_per_level: int = typer.Option(10, help="train puzzles per task and le
     console.print(table)
     slow, fast = results["one per question"]["seconds"], results["packed by puzzle"]["seconds"]
     console.print(f"packed / one per question: {fast / slow:.2f} of the time ({slow / fast:.2f}x faster)")
+    n_questions, seconds = measure_encoding(processor, n_per_level, rounds)
+    slow, fast = seconds["one call a question"], seconds["one call a puzzle"]
+    console.print(f"encoding {n_questions} questions: {1000 * slow / n_questions:.2f} ms a question one call each, "
+                  f"{1000 * fast / n_questions:.2f} ms with one call a puzzle ({slow / fast:.2f}x faster)")
 
 
 if __name__ == "__main__":

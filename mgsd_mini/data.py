@@ -34,15 +34,28 @@ def mm_token_types(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
 
 def encode_chat(processor, messages: list[dict], images: list | None, add_generation_prompt: bool) -> dict:
     """Chat template + processor for one conversation; returns 1-D token tensors (+ image tensors)."""
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-    enc = processor(text=[text], images=list(images) if images else None, return_tensors="pt")
-    ex = {"input_ids": enc["input_ids"][0], "attention_mask": enc["attention_mask"][0]}
-    types = enc.get("mm_token_type_ids")
-    ex["mm_token_type_ids"] = types[0].int() if types is not None else mm_token_types(ex["input_ids"], processor.tokenizer)
-    if images:
-        ex["pixel_values"] = enc["pixel_values"]
-        ex["image_grid_thw"] = enc["image_grid_thw"]
-    return ex
+    return encode_chats(processor, [messages], images, add_generation_prompt)[0]
+
+
+def encode_chats(processor, conversations: list[list[dict]], images: list | None, add_generation_prompt: bool) -> list[dict]:
+    """`encode_chat` of several conversations that show the same `images`, in one processor call:
+    its per-call overhead (~2 ms on a CPU) is most of the cost of a short example."""
+    texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) for m in conversations]
+    images = list(images or [])
+    enc = processor(text=texts, images=images * len(texts) or None, padding=True, return_tensors="pt")
+    types, examples, patch = enc.get("mm_token_type_ids"), [], 0
+    for row in range(len(texts)):
+        real = enc["attention_mask"][row].bool()
+        ex = {"input_ids": enc["input_ids"][row][real], "attention_mask": enc["attention_mask"][row][real]}
+        ex["mm_token_type_ids"] = types[row][real].int() if types is not None else mm_token_types(ex["input_ids"], processor.tokenizer)
+        if images:
+            grids = enc["image_grid_thw"][row * len(images):(row + 1) * len(images)]
+            n_patches = int(grids.prod(-1).sum())
+            # a copy, not a view: a view would keep every row's pixels alive as long as any one row
+            ex["pixel_values"], ex["image_grid_thw"] = enc["pixel_values"][patch:patch + n_patches].clone(), grids
+            patch += n_patches
+        examples.append(ex)
+    return examples
 
 
 def encode_sft(processor, prompt_messages: list[dict], response_text: str, images: list | None) -> dict:
@@ -54,24 +67,30 @@ def encode_sft(processor, prompt_messages: list[dict], response_text: str, image
     tokenizes text only: expanding each <|image_pad|> to its patches happens inside the prompt, so
     the response's tokens are the same either way, and the images are processed once, not twice.
     """
-    messages = prompt_messages + [{"role": "assistant", "content": [{"type": "text", "text": response_text}]}]
-    full = encode_chat(processor, messages, images, add_generation_prompt=False)
-    text_ids = [processor.tokenizer(processor.apply_chat_template(m, tokenize=False, add_generation_prompt=g), return_tensors="pt")["input_ids"][0]
-                for m, g in ((prompt_messages, True), (messages, False))]
-    prompt_ids, full_text_ids = text_ids
-    ids, tail = full["input_ids"], len(full_text_ids) - len(prompt_ids)
-    if tail <= 0 or not torch.equal(full_text_ids[:len(prompt_ids)], prompt_ids) or not torch.equal(ids[len(ids) - tail:], full_text_ids[-tail:]):
-        raise ValueError("the chat template does not tokenize the prompt as a prefix of prompt + response")
-    n = len(ids) - tail
+    return encode_sfts(processor, [(prompt_messages, response_text)], images)[0]
+
+
+def encode_sfts(processor, prompts_responses: list[tuple[list[dict], str]], images: list | None) -> list[dict]:
+    """`encode_sft` of several (prompt, response) pairs that show the same `images` (one processor call)."""
+    conversations = [prompt + [{"role": "assistant", "content": [{"type": "text", "text": response}]}] for prompt, response in prompts_responses]
+    examples = encode_chats(processor, conversations, images, add_generation_prompt=False)
     eos = processor.tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    ends = (ids[n:] == eos).nonzero()
-    if len(ends) == 0:
-        raise ValueError("the chat template did not close the assistant turn with <|im_end|>")
-    end = n + int(ends[0]) + 1
-    labels = torch.full_like(ids, IGNORE)
-    labels[n:end] = ids[n:end]
-    full["labels"] = labels
-    return full
+    for full, (prompt_messages, _), messages in zip(examples, prompts_responses, conversations):
+        text_ids = [processor.tokenizer(processor.apply_chat_template(m, tokenize=False, add_generation_prompt=g), return_tensors="pt")["input_ids"][0]
+                    for m, g in ((prompt_messages, True), (messages, False))]
+        prompt_ids, full_text_ids = text_ids
+        ids, tail = full["input_ids"], len(full_text_ids) - len(prompt_ids)
+        if tail <= 0 or not torch.equal(full_text_ids[:len(prompt_ids)], prompt_ids) or not torch.equal(ids[len(ids) - tail:], full_text_ids[-tail:]):
+            raise ValueError("the chat template does not tokenize the prompt as a prefix of prompt + response")
+        n = len(ids) - tail
+        ends = (ids[n:] == eos).nonzero()
+        if len(ends) == 0:
+            raise ValueError("the chat template did not close the assistant turn with <|im_end|>")
+        end = n + int(ends[0]) + 1
+        labels = torch.full_like(ids, IGNORE)
+        labels[n:end] = ids[n:end]
+        full["labels"] = labels
+    return examples
 
 
 def pack_shared_prefix(examples: list[dict], rope_index) -> dict:

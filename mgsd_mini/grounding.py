@@ -24,7 +24,7 @@ import torch
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, pretrain, prompts, report
 from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
-from mgsd_mini.data import collate, encode_sft, pack_shared_prefix
+from mgsd_mini.data import collate, encode_sfts, pack_shared_prefix
 from mgsd_mini.sft import named_trainables, train_sft
 
 
@@ -39,8 +39,8 @@ def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
         for level in levels:
             for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
                 image = models.puzzle_image(processor, task, level, record["state"])
-                questions = [encode_sft(processor, prompts.perception_prompt(task, qa["question"], instructions), qa["answer"], [image])
-                             for qa in record["perception"]]
+                questions = encode_sfts(processor, [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"])
+                                                    for qa in record["perception"]], [image])
                 # one pixel tensor per puzzle, shared by its questions: the pixels dominate the
                 # data's memory, and at 800 puzzles per level six copies each came to 5.4 GB
                 for example in questions[1:]:

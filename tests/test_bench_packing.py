@@ -20,3 +20,9 @@ def test_packed_and_unpacked_layouts_time_the_same_loss_with_fewer_tokens():
     assert packed["loss"] == pytest.approx(one["loss"], rel=1e-5)
     assert packed["micro_batches"] < one["micro_batches"] and packed["tokens"] < one["tokens"]
     assert one["seconds"] > 0 and packed["seconds"] > 0
+
+
+def test_encoding_benchmark_counts_every_question():
+    _, processor = M.build_mini(seed=0)
+    n_questions, seconds = bench.measure_encoding(processor, n_per_level=1, rounds=1)
+    assert n_questions == 36 and set(seconds) == {"one call a question", "one call a puzzle"} and min(seconds.values()) > 0

@@ -174,3 +174,24 @@ def test_packing_refuses_questions_about_different_images(processor):
     b = _puzzle_questions(processor, "frozenlake", 4, 1)[:2]
     with pytest.raises(ValueError, match="share their images"):
         pack_shared_prefix(a + b, model.model.get_rope_index)
+
+
+@pytest.mark.parametrize("task,level,seed", [("frozenlake", 5, 0), ("maze", 3, 1), ("minibehaviour", 5, 2)])
+def test_encoding_a_puzzles_questions_in_one_call_equals_one_by_one(processor, task, level, seed):
+    import puzzles
+    from mgsd_mini.data import encode_sfts
+    from mgsd_mini.model import puzzle_image
+
+    record = puzzles.make_split(task, level, "train", 1, seed)[0]
+    image, instructions = puzzle_image(processor, task, level, record["state"]), prompts.instructed(processor)
+    pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
+    together = encode_sfts(processor, pairs, [image])
+    for pair, example in zip(pairs, together, strict=True):
+        alone = encode_sft(processor, *pair, [image])
+        assert example.keys() == alone.keys()
+        for key, value in alone.items():
+            assert torch.equal(example[key], value), key
+    text_only = [(_text_prompt("a"), "b"), (_text_prompt("a much longer prompt"), "c d e")]
+    for pair, example in zip(text_only, encode_sfts(processor, text_only, None), strict=True):
+        alone = encode_sft(processor, *pair, None)
+        assert example.keys() == alone.keys() and all(torch.equal(example[k], v) for k, v in alone.items())
