@@ -3,8 +3,8 @@
 The student learns to recover the symbolic state from pixels: grid size, where the start / goal /
 agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
 moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
-level (never a val/test puzzle), each answered exactly; on mini, a puzzle's questions are packed
-into one sequence that shows its image once (`pack_questions`). Only the LoRA adapter trains; the base
+level (never a val/test puzzle), each answered exactly; with `pack_questions`, a puzzle's
+questions are packed into one sequence that shows its image once. Only the LoRA adapter trains; the base
 model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
 blocks too, see GroundingConfig). Every optimizer step also replays, in one more micro-batch,
 `replay_examples` of the base's own stage-0 examples (mini only), so that the adapter learns to see

@@ -233,6 +233,7 @@ def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_d
     cfg = config.resolve("grounding", "mini", {
         "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
         "steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "lora_r": 4, "log_every": 1, "ckpt_every": 100, "eval_n": 2,
+        "pack_questions": True,  # (the unpacked default runs in the CLI tests and the quickstart)
     })
     adapter = grounding.run(cfg, tmp_path)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
