@@ -49,14 +49,30 @@ def test_zero_init_adapter_leaves_logits_unchanged_and_only_it_trains(fresh, r, 
     assert {id(p) for p in trainable} == {id(l.lora_A["g"].weight) for l in layers.values()} | {id(l.lora_B["g"].weight) for l in layers.values()}
 
 
-def test_formula_matches_dense_update(fresh):
-    model, _ = fresh
-    lora.add_lora(model, "g", r=4, alpha=8.0)
-    randomise(model, "g", seed=1)
-    layer = next(iter(lora.lora_layers(model).values()))
-    x = torch.randn(3, 5, layer.base.in_features)
-    w = layer.base.weight + (8.0 / 4) * layer.lora_B["g"].weight @ layer.lora_A["g"].weight
-    torch.testing.assert_close(layer(x), x @ w.T, rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n_adapters,shape,seed", [(1, (3, 5), 0), (2, (7,), 1), (2, (2, 3, 4), 2)])
+def test_formula_and_gradients_match_the_dense_update(dtype, n_adapters, shape, seed):
+    """y = x W^T + b + sum_n s_n x A_n^T B_n^T, and its gradients, against the dense weight it stands for."""
+    torch.manual_seed(seed)
+    base = torch.nn.Linear(24, 40).to(dtype)
+    layer = lora.LoRALinear(base)
+    for n in range(n_adapters):
+        layer.add(f"a{n}", r=2 + 2 * n, alpha=4.0 + n, dropout=0.0)
+        torch.nn.init.normal_(layer.lora_B[f"a{n}"].weight, std=0.1)
+    x = torch.randn(*shape, 24, dtype=dtype, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (*shape, 40) and y.dtype == dtype
+    x_ref = x.detach().float().requires_grad_()
+    w = base.weight.float() + sum(layer.delta_weight(f"a{n}") for n in range(n_adapters))
+    y_ref = x_ref @ w.T + base.bias.float()
+    tol = {"rtol": 1e-5, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 2e-2, "atol": 2e-2}
+    torch.testing.assert_close(y.float(), y_ref, **tol)
+    g = torch.randn(y.shape)
+    adapter_weights = [m.weight for n in range(n_adapters) for m in (layer.lora_A[f"a{n}"], layer.lora_B[f"a{n}"])]
+    grads = torch.autograd.grad((y.float() * g).sum(), [x, *adapter_weights])
+    grads_ref = torch.autograd.grad((y_ref * g).sum(), [x_ref, *adapter_weights])
+    for got, want in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(got.float(), want, **tol)
 
 
 @pytest.mark.parametrize("seed", [0, 1])
