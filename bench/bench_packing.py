@@ -19,8 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-import puzzles
-from mgsd_mini import config, grounding, lora, model as models, prompts
+from mgsd_mini import config, grounding, lora, model as models
 from mgsd_mini.data import collate, encode_sft, encode_sfts
 from mgsd_mini.sft import sft_loss_sum
 
@@ -54,13 +53,8 @@ def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[
 
 def measure_encoding(processor, n_per_level: int, rounds: int) -> tuple[int, dict[str, float]]:
     """(questions, {way: seconds a round}) of encoding every question of the puzzles, one call each or one a puzzle."""
-    instructions, work = prompts.instructed(processor), []
     cfg = config.resolve("grounding", "mini", {"n_per_level": n_per_level})
-    for task, levels in grounding.task_levels(cfg).items():
-        for level in levels:
-            for record in puzzles.make_split(task, level, "train", n_per_level, cfg.seed):
-                pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
-                work.append((pairs, [models.puzzle_image(processor, task, level, record["state"])]))
+    work = [(pairs, [image]) for pairs, image in grounding.perception_pairs(processor, cfg)]
     ways = {"one call a question": lambda pairs, images: [encode_sft(processor, *pair, images) for pair in pairs],
             "one call a puzzle": lambda pairs, images: encode_sfts(processor, pairs, images)}
     seconds = dict.fromkeys(ways, 0.0)

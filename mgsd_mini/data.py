@@ -43,17 +43,17 @@ def encode_chats(processor, conversations: list[list[dict]], images: list | None
     texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) for m in conversations]
     images = list(images or [])
     enc = processor(text=texts, images=images * len(texts) or None, padding=True, return_tensors="pt")
-    types, examples, patch = enc.get("mm_token_type_ids"), [], 0
+    types, examples = enc.get("mm_token_type_ids"), []
+    if images:  # every row shows the same images: one copy of their pixels (a copy, not a view of
+        # all the rows' pixels), shared by the examples — pixels are most of grounding's data memory
+        grids = enc["image_grid_thw"][:len(images)].clone()
+        pixels = enc["pixel_values"][:int(grids.prod(-1).sum())].clone()
     for row in range(len(texts)):
         real = enc["attention_mask"][row].bool()
         ex = {"input_ids": enc["input_ids"][row][real], "attention_mask": enc["attention_mask"][row][real]}
         ex["mm_token_type_ids"] = types[row][real].int() if types is not None else mm_token_types(ex["input_ids"], processor.tokenizer)
         if images:
-            grids = enc["image_grid_thw"][row * len(images):(row + 1) * len(images)]
-            n_patches = int(grids.prod(-1).sum())
-            # a copy, not a view: a view would keep every row's pixels alive as long as any one row
-            ex["pixel_values"], ex["image_grid_thw"] = enc["pixel_values"][patch:patch + n_patches].clone(), grids
-            patch += n_patches
+            ex["pixel_values"], ex["image_grid_thw"] = pixels, grids
         examples.append(ex)
     return examples
 

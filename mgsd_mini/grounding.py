@@ -32,20 +32,19 @@ def task_levels(cfg) -> dict[str, list[int]]:
     return evaluate.choose_levels(cfg.tasks, cfg.levels)
 
 
-def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
-    """The encoded perception questions of each train puzzle: one list per puzzle."""
-    puzzles_questions, instructions = [], prompts.instructed(processor)
+def perception_pairs(processor, cfg: GroundingConfig):
+    """Per train puzzle of every task and level: ([(perception prompt, answer) of each of its questions], its image)."""
+    instructions = prompts.instructed(processor)
     for task, levels in task_levels(cfg).items():
         for level in levels:
             for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
-                image = models.puzzle_image(processor, task, level, record["state"])
-                questions = encode_sfts(processor, [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"])
-                                                    for qa in record["perception"]], [image])
-                # one pixel tensor per puzzle, shared by its questions: the pixels dominate the
-                # data's memory, and at 800 puzzles per level six copies each came to 5.4 GB
-                for example in questions[1:]:
-                    example["pixel_values"] = questions[0]["pixel_values"]
-                puzzles_questions.append(questions)
+                pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
+                yield pairs, models.puzzle_image(processor, task, level, record["state"])
+
+
+def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
+    """The encoded perception questions of each train puzzle: one list per puzzle (sharing one pixel tensor)."""
+    puzzles_questions = [encode_sfts(processor, pairs, [image]) for pairs, image in perception_pairs(processor, cfg)]
     if not puzzles_questions:
         raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")
     return puzzles_questions
@@ -128,11 +127,13 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     else:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
     puzzles_questions = perception_examples(processor, cfg)
+    n_questions, n_puzzles = sum(map(len, puzzles_questions)), len(puzzles_questions)
     units = training_units(puzzles_questions, model, cfg)
+    del puzzles_questions  # packed, the per-question examples are no longer needed
     if cfg.steps <= 0:  # derive the step count from the epochs
         cfg.steps = math.ceil(cfg.epochs * len(units) / (cfg.batch_size * cfg.grad_accum))
     save_config(cfg, run_dir)
-    print(f"grounding: {sum(map(len, puzzles_questions))} perception questions about {len(puzzles_questions)} puzzles, "
+    print(f"grounding: {n_questions} perception questions about {n_puzzles} puzzles, "
           f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'puzzles' if cfg.pack_questions else 'questions'}")
     batches = make_batches(units, processor.tokenizer.pad_token_id, cfg)
     if cfg.replay_examples:

@@ -5,6 +5,7 @@ import torch
 from PIL import Image
 
 from mgsd_mini import prompts
+from mgsd_mini.config import resolve
 from mgsd_mini.data import IGNORE, collate, encode_chat, encode_sft, pack_shared_prefix, segment_mask
 from mgsd_mini.model import build_mini
 
@@ -108,13 +109,10 @@ def test_every_grid_cell_is_one_token(processor, task):
 
 def _puzzle_questions(processor, task: str, level: int, seed: int) -> list[dict]:
     """The encoded perception questions about one train puzzle (what grounding packs)."""
-    import puzzles
-    from mgsd_mini.model import puzzle_image
+    from mgsd_mini import grounding
 
-    record = puzzles.make_split(task, level, "train", 1, seed)[0]
-    image, instructions = puzzle_image(processor, task, level, record["state"]), prompts.instructed(processor)
-    return [encode_sft(processor, prompts.perception_prompt(task, qa["question"], instructions), qa["answer"], [image])
-            for qa in record["perception"]]
+    cfg = resolve("grounding", "mini", {"tasks": (task,), "levels": (level,), "n_per_level": 1, "seed": seed})
+    return grounding.perception_examples(processor, cfg)[0]
 
 
 @pytest.mark.parametrize("seed,puzzle_set", [
@@ -141,7 +139,10 @@ def test_packed_questions_give_the_loss_and_gradient_of_the_questions_one_by_one
     assert together[1] == one_by_one[1] and together[0] == pytest.approx(one_by_one[0], rel=1e-5)
     assert together[2].keys() == one_by_one[2].keys()
     for name, grad in one_by_one[2].items():
-        torch.testing.assert_close(together[2][name], grad, rtol=1e-4, atol=1e-5, msg=name)
+        # atol scales with the tensor: a bias gradient sums thousands of patches' terms of up to ~100
+        # in a different order (the vision tower runs once a puzzle, not once a question), and its
+        # near-zero entries keep ~1e-7 of that scale as rounding (machine-dependent: BLAS kernels)
+        torch.testing.assert_close(together[2][name], grad, rtol=1e-4, atol=1e-5 * max(1.0, float(grad.abs().max())), msg=name)
     # the vision tower runs once per puzzle, and each question's tail keeps the positions it has alone
     for group, row in zip(groups, packed):
         assert torch.equal(row["pixel_values"], group[0]["pixel_values"]) and len(row["image_grid_thw"]) == 1
@@ -178,14 +179,13 @@ def test_packing_refuses_questions_about_different_images(processor):
 
 @pytest.mark.parametrize("task,level,seed", [("frozenlake", 5, 0), ("maze", 3, 1), ("minibehaviour", 5, 2)])
 def test_encoding_a_puzzles_questions_in_one_call_equals_one_by_one(processor, task, level, seed):
-    import puzzles
+    from mgsd_mini import grounding
     from mgsd_mini.data import encode_sfts
-    from mgsd_mini.model import puzzle_image
 
-    record = puzzles.make_split(task, level, "train", 1, seed)[0]
-    image, instructions = puzzle_image(processor, task, level, record["state"]), prompts.instructed(processor)
-    pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
+    cfg = resolve("grounding", "mini", {"tasks": (task,), "levels": (level,), "n_per_level": 1, "seed": seed})
+    [(pairs, image)] = grounding.perception_pairs(processor, cfg)
     together = encode_sfts(processor, pairs, [image])
+    assert all(example["pixel_values"] is together[0]["pixel_values"] for example in together)  # one copy, shared
     for pair, example in zip(pairs, together, strict=True):
         alone = encode_sft(processor, *pair, [image])
         assert example.keys() == alone.keys()
