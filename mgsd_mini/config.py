@@ -121,7 +121,7 @@ class GroundingConfig(Optim):
     # ~1.3x cheaper and processing each example's images once (not twice) cheaper again: 2.4 passes
     # took 13 min 32 s on 2 cores, within the stage's 15 min — on that machine (README, "Status").
     epochs: float = 2.4
-    batch_size: int = 16  # questions, or puzzles with pack_questions
+    batch_size: int = 16  # questions, or packed sequences with pack_questions
     grad_accum: int = 4  # effective batch 64
     lora_r: int = 16
     lora_alpha: float = 32.0
@@ -142,6 +142,9 @@ class GroundingConfig(Optim):
     # 63.6 % against 55.9 %) but distilled worse on top (main row 76.8 % against 82.7 %, one seed;
     # README, "Status"), and the default is what the results table was made with.
     pack_questions: bool = False
+    # Questions per packed sequence (pack_questions only; 0 = all of a puzzle's): fewer a sequence
+    # keep more puzzles — more images — in a step of the same number of questions, for less saving.
+    pack_size: int = 0
 
 
 @dataclass
@@ -228,7 +231,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 # dataset or an endless loop; zero replay examples turns replay off, fewer is meaningless.
 MINIMUM = {**dict.fromkeys(("layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n_per_task", "n", "lora_r", "max_new_tokens", "logit_chunk",
                             "val_n", "log_every", "ckpt_every"), 1),
-           "replay_examples": 0}
+           "replay_examples": 0, "pack_size": 0}
 
 
 def resolve(stage: str, preset: str = "mini", overrides: dict | None = None):

@@ -4,7 +4,7 @@ The student learns to recover the symbolic state from pixels: grid size, where t
 agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
 moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
 level (never a val/test puzzle), each answered exactly; with `pack_questions`, a puzzle's
-questions are packed into one sequence that shows its image once. Only the LoRA adapter trains; the base
+questions (or each `pack_size` of them) are packed into one sequence that shows its image once. Only the LoRA adapter trains; the base
 model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
 blocks too, see GroundingConfig). Every optimizer step also replays, in one more micro-batch,
 `replay_examples` of the base's own stage-0 examples (mini only), so that the adapter learns to see
@@ -51,11 +51,13 @@ def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
 
 
 def training_units(puzzles_questions: list[list[dict]], model, cfg: GroundingConfig) -> list[dict]:
-    """What a micro-batch holds `batch_size` of: one packed sequence per puzzle (`pack_questions`),
-    or one example per question."""
-    if cfg.pack_questions:
-        return [pack_shared_prefix(questions, model.model.get_rope_index) for questions in puzzles_questions]
-    return [example for questions in puzzles_questions for example in questions]
+    """What a micro-batch holds `batch_size` of: one example per question, or with `pack_questions`
+    one packed sequence per `pack_size` questions of a puzzle (0 = all of them), in the puzzle's order."""
+    if not cfg.pack_questions:
+        return [example for questions in puzzles_questions for example in questions]
+    size = cfg.pack_size or max(map(len, puzzles_questions))
+    return [pack_shared_prefix(questions[i:i + size], model.model.get_rope_index)
+            for questions in puzzles_questions for i in range(0, len(questions), size)]
 
 
 def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
@@ -134,7 +136,7 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
         cfg.steps = math.ceil(cfg.epochs * len(units) / (cfg.batch_size * cfg.grad_accum))
     save_config(cfg, run_dir)
     print(f"grounding: {n_questions} perception questions about {n_puzzles} puzzles, "
-          f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'puzzles' if cfg.pack_questions else 'questions'}")
+          f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'packed sequences' if cfg.pack_questions else 'questions'}")
     batches = make_batches(units, processor.tokenizer.pad_token_id, cfg)
     if cfg.replay_examples:
         batches = with_replay(batches, functools.partial(replay_batch, processor, cfg), cfg)

@@ -182,12 +182,17 @@ def test_grounding_data_never_contains_a_test_puzzle(mini):
     assert all(len({id(ex["pixel_values"]) for ex in questions}) == 1 for questions in puzzles_questions)
 
 
-@pytest.mark.parametrize("pack", [True, False])
-def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_length(mini, pack):
+@pytest.mark.parametrize("pack,pack_size", [(True, 0), (True, 2), (False, 0)])
+def test_grounding_steps_hold_a_shuffled_epoch_split_into_micro_batches_by_length(mini, pack, pack_size):
     model, processor = mini
     cfg = config.resolve("grounding", "mini", {"n_per_level": 2, "levels": "3,5", "batch_size": 2 if pack else 4, "grad_accum": 2 if pack else 3,
-                                               "pack_questions": pack})
-    units = grounding.training_units(grounding.perception_examples(processor, cfg), model, cfg)
+                                               "pack_questions": pack, "pack_size": pack_size})
+    puzzles_questions = grounding.perception_examples(processor, cfg)
+    units = grounding.training_units(puzzles_questions, model, cfg)
+    # a unit is a question, all of a puzzle's questions, or pack_size of them (the last may hold fewer)
+    size = (pack_size or max(map(len, puzzles_questions))) if pack else 1
+    assert len(units) == sum(-(-len(questions) // size) for questions in puzzles_questions)
+    assert sum(int((u["labels"] != -100).sum()) for u in units) == sum(int((q["labels"] != -100).sum()) for p in puzzles_questions for q in p)
     pad = processor.tokenizer.pad_token_id
     batches_fn = grounding.make_batches(units, pad, cfg)
     per_epoch = -(-len(units) // cfg.batch_size)
