@@ -104,7 +104,8 @@ def pack_shared_prefix(examples: list[dict], rope_index) -> dict:
     `rope_index` is the model's `get_rope_index`: the prefix's M-RoPE positions (text after it
     continues from their maximum + 1, Qwen-VL's rule).
     """
-    first, n = examples[0], min(len(ex["input_ids"]) for ex in examples)
+    # the prefix ends before any label (so that one example alone packs too: its prompt, then its answer)
+    first, n = examples[0], min(int((ex["labels"] != IGNORE).int().argmax()) for ex in examples)
     for ex in examples[1:]:
         same = (ex["input_ids"][:n] == first["input_ids"][:n]).int()
         n = int(same.cumprod(0).sum())

@@ -115,18 +115,20 @@ def _puzzle_questions(processor, task: str, level: int, seed: int) -> list[dict]
     return grounding.perception_examples(processor, cfg)[0]
 
 
-@pytest.mark.parametrize("seed,puzzle_set", [
-    (0, [("frozenlake", 3), ("maze", 4)]),
-    (1, [("minibehaviour", 5), ("frozenlake", 5), ("maze", 3)]),
-    (2, [("maze", 4)]),
+@pytest.mark.parametrize("seed,puzzle_set,size", [
+    (0, [("frozenlake", 3), ("maze", 4)], 0),
+    (1, [("minibehaviour", 5), ("frozenlake", 5), ("maze", 3)], 0),
+    (2, [("maze", 4), ("minibehaviour", 5)], 2),  # 5 questions -> 2 + 2 + 1: one question packs alone too
 ])
-def test_packed_questions_give_the_loss_and_gradient_of_the_questions_one_by_one(seed, puzzle_set):
+def test_packed_questions_give_the_loss_and_gradient_of_the_questions_one_by_one(seed, puzzle_set, size):
     from mgsd_mini.sft import sft_loss_sum
 
     model, processor = build_mini(seed=seed)
     model.train()
     pad = processor.tokenizer.pad_token_id
-    groups = [_puzzle_questions(processor, task, level, seed) for task, level in puzzle_set]
+    puzzles_questions = [_puzzle_questions(processor, task, level, seed) for task, level in puzzle_set]
+    groups = [questions[i:i + (size or len(questions))] for questions in puzzles_questions for i in range(0, len(questions), size or len(questions))]
+    assert size == 0 or min(map(len, groups)) == 1
     packed = [pack_shared_prefix(group, model.model.get_rope_index) for group in groups]
 
     def loss_and_grads(batch):
