@@ -82,8 +82,8 @@ class LoRALinear(nn.Module):
         weight, paths = (self.base.weight, self.active) if self.merged is None else (self.merged, self.unfolded)
         if not paths:
             return nn.functional.linear(x, weight, self.base.bias)
-        x32 = x.to(torch.float32)
-        if weight.dtype != torch.float32:  # e.g. a bf16 base: the adapters' sum in fp32, cast back once
+        if weight.dtype != torch.float32:  # e.g. a bf16 base: the adapters run in fp32, their sum is cast back once
+            x32 = x.to(torch.float32)
             deltas = [self.lora_B[n](self.lora_A[n](self.dropout[n](x32))) * self.scaling[n] for n in paths]
             return nn.functional.linear(x, weight, self.base.bias) + torch.stack(deltas).sum(0).to(x.dtype)
         # fp32: each adapter's scaled product is accumulated into the base output by its last matmul,
@@ -94,8 +94,7 @@ class LoRALinear(nn.Module):
         rows = x.reshape(-1, x.shape[-1])
         y = nn.functional.linear(rows, weight, self.base.bias)
         for n in paths:
-            h = self.lora_A[n](self.dropout[n](x32.reshape(-1, x.shape[-1])))
-            y.addmm_(h, self.lora_B[n].weight.t(), alpha=self.scaling[n])
+            y.addmm_(self.lora_A[n](self.dropout[n](rows)), self.lora_B[n].weight.t(), alpha=self.scaling[n])
         return y.view(*x.shape[:-1], y.shape[-1])
 
     def extra_repr(self) -> str:
