@@ -175,10 +175,11 @@ def load_checkpoint(path) -> dict:
     }
 
 
-def restore(state: dict, params: dict[str, torch.nn.Parameter], optimizer, scheduler, metrics_path: Path) -> int:
+def restore(state: dict, params: dict[str, torch.nn.Parameter], optimizer, scheduler, metrics_path: Path | None) -> int:
     """Put a loaded checkpoint back into a run: weights, optimizer, schedule, RNG; returns its step.
 
-    Metric lines logged after the checkpoint are dropped (the resumed run logs them again).
+    Metric lines logged after the checkpoint are dropped (the resumed run logs them again); None:
+    a helper rank of a data-parallel run, which leaves the file to rank 0.
     """
     if set(params) != set(state["trainables"]):
         raise CheckpointError(f"checkpoint {state['path']} does not match the trained parameters: resume with the same model, adapters and LoRA rank")
@@ -188,7 +189,8 @@ def restore(state: dict, params: dict[str, torch.nn.Parameter], optimizer, sched
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng(state["rng"])
-    truncate_metrics(metrics_path, state["step"])
+    if metrics_path is not None:
+        truncate_metrics(metrics_path, state["step"])
     return state["step"]
 
 
@@ -202,10 +204,11 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
-def end_of_step(ckpt_dir, done: int, cfg, params: dict, optimizer, scheduler, interrupt: "Interrupt") -> None:
+def end_of_step(ckpt_dir, done: int, cfg, params: dict, optimizer, scheduler, interrupt: "Interrupt", save: bool = True) -> None:
     """After optimizer step `done`: checkpoint when due (every cfg.ckpt_every steps, the last step) or
-    when Ctrl-C asked to stop, then stop if it did. Shared by the SFT and distillation loops."""
-    if done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested:
+    when Ctrl-C asked to stop, then stop if it did. Shared by the SFT and distillation loops; `save`
+    False on the helper ranks of a data-parallel run, whose weights are rank 0's."""
+    if save and (done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested):
         save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, capture_rng(), to_json(cfg))
     if interrupt.requested and done < cfg.steps:
         raise KeyboardInterrupt(f"checkpoint saved at step {done}")

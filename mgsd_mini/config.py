@@ -145,6 +145,10 @@ class GroundingConfig(Optim):
     # Questions per packed sequence (pack_questions only; 0 = all of a puzzle's): fewer a sequence
     # keep more puzzles — more images — in a step of the same number of questions, for less saving.
     pack_size: int = 0
+    # Training processes, each on one core with its share of every micro-batch, gradients summed
+    # each step (parallel.py): the same steps as one process; 2 use this 2-core CPU better than two
+    # threads in one process. 1 = one process with torch's threads (the GPU presets).
+    workers: int = 1
 
 
 @dataclass
@@ -230,7 +234,7 @@ PRESETS: dict[str, dict[str, dict]] = {
 # The least value of counts and sizes given on the command line: zero of the first is an empty
 # dataset or an endless loop; zero replay examples turns replay off, fewer is meaningless.
 MINIMUM = {**dict.fromkeys(("layers", "mlp", "batch_size", "grad_accum", "n_per_level", "n_per_task", "n", "lora_r", "max_new_tokens", "logit_chunk",
-                            "val_n", "log_every", "ckpt_every"), 1),
+                            "val_n", "log_every", "ckpt_every", "workers"), 1),
            "replay_examples": 0, "pack_size": 0}
 
 

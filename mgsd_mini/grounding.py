@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 import puzzles
-from mgsd_mini import evaluate, lora, model as models, pretrain, prompts, report
-from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
+from mgsd_mini import evaluate, lora, model as models, parallel, pretrain, prompts, report
+from mgsd_mini.config import BaseConfig, ConfigError, GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sfts, pack_shared_prefix
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -62,7 +62,7 @@ def training_units(puzzles_questions: list[list[dict]], model, cfg: GroundingCon
 
 def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
     """batches_fn(i): micro-batch i of a fresh seeded shuffle of `examples` (the training units)
-    every epoch (pure in (seed, i)).
+    every epoch (pure in (seed, i)); in a data-parallel run, this rank's share of it (`shard`).
 
     An optimizer step's examples (`grad_accum` micro-batches) are split into micro-batches by
     length: the gradient is the same sum over the same examples, but one long example (the
@@ -82,9 +82,17 @@ def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
         epoch, j = divmod(i, per_epoch)
         group, k = divmod(j, cfg.grad_accum)
         step_examples = sorted(epoch_order(epoch)[group * per_step:(group + 1) * per_step], key=lambda e: len(examples[e]["input_ids"]))
-        return collate([examples[e] for e in step_examples[k * cfg.batch_size:(k + 1) * cfg.batch_size]], pad_id)
+        return collate_shard([examples[e] for e in step_examples[k * cfg.batch_size:(k + 1) * cfg.batch_size]], pad_id)
 
     return batches_fn
+
+
+def collate_shard(examples: list[dict], pad_id: int) -> dict | None:
+    """This rank's rows of a micro-batch — every world-th, so that each rank gets as many long rows
+    as short ones from a length-sorted batch — collated; None when it gets none. All of them in one process."""
+    rank, world = parallel.rank_world()
+    mine = examples[rank::world]
+    return collate(mine, pad_id) if mine else None
 
 
 def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
@@ -104,7 +112,7 @@ def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
     examples = [pretrain.planning_example(processor, task, level, rng, detour_frac=BaseConfig.detour_frac, own_state_frac=1.0,
                                           own_state_image="generic")
                 for _ in range(cfg.replay_examples)]
-    return collate(examples, processor.tokenizer.pad_token_id)
+    return collate_shard(examples, processor.tokenizer.pad_token_id)
 
 
 def with_replay(perception_fn, replay_fn, cfg: GroundingConfig):
@@ -119,11 +127,28 @@ def with_replay(perception_fn, replay_fn, cfg: GroundingConfig):
 
 
 def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
-    """Train the grounding adapter; returns its directory (run_dir/adapter)."""
+    """Train the grounding adapter (on `cfg.workers` processes), evaluate it; returns its directory (run_dir/adapter)."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
+    if cfg.workers > 1 and (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
+        raise ConfigError(f"--workers {cfg.workers} runs one process per CPU core; on a GPU use --workers 1")
+    model, processor = parallel.run(cfg.workers, train, cfg, run_dir, resume)
+    adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
+
+    if cfg.eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
+        cases = evaluate.held_out_cases(task_levels(cfg), cfg.eval_n, "test", seed=cfg.seed)
+        summary, rows = evaluate.evaluate(model, processor, cases, "perception", batch_size=32, model_name=cfg.model, adapters=[str(adapter)])
+        report.print_tables([summary])
+        report.write_json(run_dir / "perception.json", summary)
+        report.write_jsonl(run_dir / "perception_cases.jsonl", rows)
+    return adapter
+
+
+def train(cfg: GroundingConfig, run_dir: Path, resume: bool = False):
+    """(model with its trained "grounding" adapter, processor): what every rank of the run does."""
+    rank, _ = parallel.rank_world()
     model, processor = models.load(cfg.model, device=cfg.device, grad_ckpt=cfg.grad_ckpt)
-    torch.manual_seed(cfg.seed)  # the adapter's initial A: the same run twice gives the same adapter
+    torch.manual_seed(cfg.seed)  # the adapter's initial A: the same run twice (and every rank) gives the same adapter
     if cfg.lora_vision:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
     else:
@@ -134,19 +159,13 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     del puzzles_questions  # packed, the per-question examples are no longer needed
     if cfg.steps <= 0:  # derive the step count from the epochs
         cfg.steps = math.ceil(cfg.epochs * len(units) / (cfg.batch_size * cfg.grad_accum))
-    save_config(cfg, run_dir)
-    print(f"grounding: {n_questions} perception questions about {n_puzzles} puzzles, "
-          f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'packed sequences' if cfg.pack_questions else 'questions'}")
+    if rank == 0:
+        save_config(cfg, run_dir)
+        print(f"grounding: {n_questions} perception questions about {n_puzzles} puzzles, "
+              f"{cfg.steps} steps of {cfg.batch_size * cfg.grad_accum} {'packed sequences' if cfg.pack_questions else 'questions'}"
+              f"{f' on {cfg.workers} processes' if cfg.workers > 1 else ''}")
     batches = make_batches(units, processor.tokenizer.pad_token_id, cfg)
     if cfg.replay_examples:
         batches = with_replay(batches, functools.partial(replay_batch, processor, cfg), cfg)
     train_sft(model, batches, named_trainables(model), cfg, run_dir, resume=resume, micro_batches=cfg.grad_accum + bool(cfg.replay_examples))
-    adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
-
-    if cfg.eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
-        cases = evaluate.held_out_cases(task_levels(cfg), cfg.eval_n, "test", seed=cfg.seed)
-        summary, rows = evaluate.evaluate(model, processor, cases, "perception", batch_size=32, model_name=cfg.model, adapters=[str(adapter)])
-        report.print_tables([summary])
-        report.write_json(run_dir / "perception.json", summary)
-        report.write_jsonl(run_dir / "perception_cases.jsonl", rows)
-    return adapter
+    return model, processor

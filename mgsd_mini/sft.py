@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mgsd_mini import checkpoint
+from mgsd_mini import checkpoint, parallel
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,8 +89,13 @@ def train_sft(
     micro_batches: int | None = None,
 ) -> dict:
     """Train `params` of `model` for cfg.steps optimizer steps of `micro_batches` micro-batches each
-    (default cfg.grad_accum); returns {"step", "loss"} of the last step."""
+    (default cfg.grad_accum); returns {"step", "loss"} of the last step.
+
+    Under `parallel.run`, `batches_fn` gives each rank its share of a micro-batch (None: nothing this
+    time) and the token count, the loss and the gradients are summed over ranks before the step, so
+    every rank steps alike; rank 0 alone shows progress and writes metrics and checkpoints."""
     run_dir = Path(run_dir)
+    rank, world = parallel.rank_world()
     micro_batches = micro_batches or cfg.grad_accum
     ckpt_dir = run_dir / "checkpoints"
     metrics_path = run_dir / "metrics.jsonl"
@@ -104,26 +109,31 @@ def train_sft(
     start = 0
     state = checkpoint.load_latest(ckpt_dir) if resume else None
     if state is not None:
-        start = checkpoint.restore(state, params, optimizer, scheduler, metrics_path)
+        start = checkpoint.restore(state, params, optimizer, scheduler, metrics_path if rank == 0 else None)
     else:
         torch.manual_seed(cfg.seed)
-        if metrics_path.exists() and not resume:
+        if metrics_path.exists() and not resume and rank == 0:
             metrics_path.unlink()
 
     model.train()
     last = {"step": start, "loss": float("nan")}
-    bar = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, desc="sft", unit="step", dynamic_ncols=True, disable=rank > 0)
     t0 = time.time()
     with checkpoint.interruptible() as interrupt:
         try:
             for step in range(start, cfg.steps):
-                batches = [_to(batches_fn(step * micro_batches + micro), device) for micro in range(micro_batches)]
+                batches = [_to(b, device) for micro in range(micro_batches) if (b := batches_fn(step * micro_batches + micro)) is not None]
                 n_tokens = sum(int((b["labels"][:, 1:] != -100).sum()) for b in batches)
+                if world > 1:  # every rank divides by the whole step's count
+                    n_tokens = int(parallel.all_sum(torch.tensor([n_tokens]))[0])
                 total = 0.0
                 for batch in batches:
                     loss_sum, _ = sft_loss_sum(model, batch)
                     (loss_sum / max(1, n_tokens)).backward()
                     total += loss_sum.item()
+                if world > 1:  # and a Ctrl-C on rank 0 reaches every rank at the same step
+                    total, stop = parallel.sum_gradients(list(params.values()), total, float(interrupt.requested))
+                    interrupt.requested = stop > 0
                 loss = total / max(1, n_tokens)
                 grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # never step on a NaN: stop, weights untouched
@@ -137,11 +147,11 @@ def train_sft(
                 last = {"step": done, "loss": loss}
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                if rank == 0 and (done % cfg.log_every == 0 or done == cfg.steps):
                     record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt)
+                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt, save=rank == 0)
         finally:
             bar.close()
             model.eval()

@@ -249,6 +249,29 @@ def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_d
     assert lora.load_adapter(model, adapter) == "adapter"
 
 
+def test_two_worker_grounding_takes_the_steps_of_one_and_resumes_from_its_checkpoint(tmp_path, mini_dir):
+    def run(out, workers, resume=False):
+        cfg = config.resolve("grounding", "mini", {
+            "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4, "steps": 4, "batch_size": 5,
+            "grad_accum": 2, "replay_examples": 3, "lora_r": 4, "log_every": 1, "ckpt_every": 2, "eval_n": 0, "workers": workers})
+        adapter = grounding.run(cfg, tmp_path / out, resume=resume)
+        losses = [json.loads(line)["loss"] for line in (tmp_path / out / "metrics.jsonl").read_text().splitlines()]
+        model, _ = M.load(str(mini_dir))
+        lora.load_adapter(model, adapter)
+        return losses, {n: p.detach().clone() for n, p in model.named_parameters() if "lora" in n}
+
+    def assert_same(a, b):  # the same sums, added up in another order
+        assert a[0] == pytest.approx(b[0], rel=1e-5)
+        assert a[1].keys() == b[1].keys() and len(a[1]) > 0
+        for name in a[1]:
+            torch.testing.assert_close(a[1][name], b[1][name], rtol=1e-4, atol=1e-4 * float(a[1][name].abs().max()))
+
+    one, two = run("one", 1), run("two", 2)
+    assert_same(one, two)  # odd batch and replay sizes: the ranks' shares differ, their sum does not
+    (tmp_path / "two" / "checkpoints" / "step-000004").rename(tmp_path / "moved")  # as if stopped after step 2
+    assert_same(run("two", 2, resume=True), one)
+
+
 def _train(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
@@ -266,6 +289,8 @@ def _train(*args):
     (["--stage", "grounding", "--levels", "99"], ["no valid level"]),
     (["--stage", "base", "--own-state-image", "pixels"], ["--own-state-image must be one of none, generic, puzzle"]),
     (["--stage", "grounding", "--replay-examples", "-1"], ["--replay-examples must be at least 0"]),
+    (["--stage", "grounding", "--workers", "0"], ["--workers must be at least 1"]),
+    (["--stage", "grounding", "--workers", "2", "--device", "cuda"], ["one process per CPU core", "--workers 1"]),
 ])
 def test_train_bad_input_gives_one_line_and_exit_2(tmp_path, args, words):
     r = _train(*args, "--out", tmp_path / "run")
