@@ -28,7 +28,7 @@ def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[
     """(questions, {layout: micro_batches, tokens, seconds per round, summed loss}), the layouts alternating."""
     model.train()
     pad = processor.tokenizer.pad_token_id
-    cfg = config.resolve("grounding", "mini", {"n_per_level": n_per_level})
+    cfg = config.resolve("grounding", "mini", {"n_per_level": n_per_level, "pack_size": 0})  # packed: all of a puzzle's questions
     puzzles_questions = grounding.perception_examples(processor, cfg)
     ways = {}
     for pack, size in ((False, 16), (True, 4)):

@@ -117,14 +117,16 @@ class GroundingConfig(Optim):
     # Puzzles per task and level, and passes over them. Content -> position ("where is the start",
     # every coordinate) is learned late and suddenly: 200 puzzles x 3 epochs (338 steps) left "where"
     # at chance (question accuracy 24.5 %), 800 x 1.8 (810 steps) reached 53.7 %, 800 x 2 (900 steps)
-    # 68.0 %, 2.4 (1,080 steps) 86.0 % (README, "Status"). Micro-batches split by length made a step
-    # ~1.3x cheaper and processing each example's images once (not twice) cheaper again: 2.4 passes
-    # took 13 min 32 s on 2 cores, within the stage's 15 min — on that machine (README, "Status").
-    epochs: float = 2.4
-    batch_size: int = 16  # questions, or packed sequences with pack_questions
-    grad_accum: int = 4  # effective batch 64
-    lora_r: int = 16
-    lora_alpha: float = 32.0
+    # 68.0 %, 2.4 (1,080 steps of 64 questions) 86.0 % (README, "Status"). 2.5 passes over the
+    # packed sequences below are 1,084 steps of 24 sequences (~66 questions).
+    epochs: float = 2.5
+    batch_size: int = 12  # packed sequences (with pack_questions; else questions) a micro-batch
+    grad_accum: int = 2
+    # Rank 64: what is left to learn is relational — which cells are holes, which moves are legal —
+    # and rank 16 under-fitted it even on train puzzles; rank 64 read 64.7-66.7 % of test puzzles
+    # all right against 51.3 % (README, "Status").
+    lora_r: int = 64
+    lora_alpha: float = 128.0
     lora_dropout: float = 0.0
     lora_vision: bool = True  # also adapt the vision blocks and merger (mini only; the paper freezes them)
     n_per_level: int = 800  # training puzzles per task and level
@@ -134,21 +136,17 @@ class GroundingConfig(Optim):
     # only; grounding.replay_batch): perception SFT alone erased much of the base's planning. 8 are
     # ~10 % of a step's labelled tokens and ~17 % of its time (1.50 against 1.28 s a step; README).
     replay_examples: int = 8
-    # One training sequence per puzzle: its image and prompt once, then each question's tail, each
-    # seeing only the prefix and itself (data.pack_shared_prefix) — the same loss and gradient as
-    # the questions one by one, 1.92x faster (bench/bench_packing.py); `batch_size` then counts
-    # puzzles (~6 questions each). Off by default: its best recipe, `--pack-questions true
-    # --batch-size 8 --grad-accum 2 --steps 1000 --lr 3e-3`, reads puzzles better (all-correct
-    # 63.6 % against 55.9 %) but distilled worse on top (main row 76.8 % against 82.7 %, one seed;
-    # README, "Status"), and the default is what the results table was made with.
-    pack_questions: bool = False
-    # Questions per packed sequence (pack_questions only; 0 = all of a puzzle's): fewer a sequence
-    # keep more puzzles — more images — in a step of the same number of questions, for less saving.
-    pack_size: int = 0
+    # Packed sequences (data.pack_shared_prefix): `pack_size` questions of a puzzle after its image
+    # and prompt, shown once, each question seeing only that prefix and itself — the same loss and
+    # gradient as the questions one by one, for fewer tokens and vision passes (all of a puzzle's
+    # questions in one: 1.92x faster, bench/bench_packing.py). Three a sequence keep ~22 puzzles in a
+    # step where all would keep ~11: larger packs with fewer puzzles a step read worse (README).
+    pack_questions: bool = True
+    pack_size: int = 3  # questions per packed sequence; 0 = all of a puzzle's
     # Training processes, each on one core with its share of every micro-batch, gradients summed
-    # each step (parallel.py): the same steps as one process; 2 use this 2-core CPU better than two
-    # threads in one process. 1 = one process with torch's threads (the GPU presets).
-    workers: int = 1
+    # each step (parallel.py): the same steps as one process, and on this 2-core CPU faster than one
+    # process with two threads (bench/bench_workers.py). 1 = one process with torch's threads (GPU).
+    workers: int = 2
 
 
 @dataclass
@@ -219,7 +217,7 @@ STAGES: dict[str, type] = {"base": BaseConfig, "grounding": GroundingConfig, "di
 
 _QWEN = {
     "grounding": dict(grad_ckpt=True, lr=1e-4, batch_size=4, grad_accum=16, lora_r=8, lora_alpha=16.0, lora_vision=False, epochs=3.0, replay_examples=0,
-                      n_per_level=200),
+                      n_per_level=200, pack_questions=False, pack_size=0, workers=1),
     "distill": dict(grad_ckpt=True, lr=1e-6, schedule="constant", weight_decay=0.01, max_grad_norm=1.0, batch_size=32,
                     micro_batch_size=4, epochs=5.0, max_new_tokens=2048, lora_r=8, lora_alpha=16.0, n_per_task=600),
     "eval": dict(batch_size=8, max_new_tokens=512),

@@ -1,14 +1,13 @@
 """Data parallelism over CPU processes: one training process per core, gradients summed each step.
 
-On this 2-core CPU a second *thread* makes a grounding step only ~1.4x faster (the matrices of a
-2 M-parameter model are too small to split well), while two one-thread processes, each on half of
-every micro-batch, use both cores almost fully. `run(n, fn, *args)` runs `fn(*args)` as rank 0
-in this process — progress bar, files, Ctrl-C stay here — and as ranks 1..n-1 in helper processes
-that ignore Ctrl-C (rank 0 decides when to stop and tells them at the next step). Inside, the
-training loop (sft.train_sft) asks `rank_world()` for its shard and `all_sum` to add up token
-counts, losses and gradients, so every rank takes the same optimizer step: the same arithmetic as
-one process, up to the order of the float sums.
-"""
+On this 2-core CPU two one-thread processes, each on half of every micro-batch, take a grounding
+step 1.14x faster than one process with two threads, and 3x faster when another process shares
+the CPU — two threads of one process stall each other then (bench/bench_workers.py). `run(n, fn,
+*args)` runs `fn(*args)` as rank 0 in this process — progress bar, files and the result stay here —
+and as ranks 1..n-1 in spawned helper processes. Inside, the training loop (sft.train_sft) asks
+`rank_world()` for its shard and sums token counts, losses, gradients and the Ctrl-C flag over the
+ranks, so every rank takes the same optimizer step — the same arithmetic as one process, up to the
+order of the float sums — and all stop at the same step."""
 
 from __future__ import annotations
 
@@ -49,7 +48,7 @@ def sum_gradients(params: list[torch.nn.Parameter], *scalars: float) -> list[flo
 
 
 def _helper(rank: int, world: int, store: str, fn, args) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is rank 0's; it stops us through the step sync
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until training starts: then a Ctrl-C is summed with the gradients
     torch.set_num_threads(1)
     _join(rank, world, store)
     try:

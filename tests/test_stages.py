@@ -238,7 +238,7 @@ def test_few_step_grounding_run_learns_and_saves_a_peft_adapter(tmp_path, mini_d
     cfg = config.resolve("grounding", "mini", {
         "model": str(mini_dir), "tasks": "frozenlake", "levels": "3", "n_per_level": 4,
         "steps": 12, "batch_size": 4, "grad_accum": 1, "lr": 1e-2, "lora_r": 4, "log_every": 1, "ckpt_every": 100, "eval_n": 2,
-        "pack_questions": True,  # (the unpacked default runs in the CLI tests and the quickstart)
+        "pack_questions": False, "workers": 1,  # (the packed two-process default runs in the CLI tests and the quickstart)
     })
     adapter = grounding.run(cfg, tmp_path)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -263,8 +263,8 @@ def test_two_worker_grounding_takes_the_steps_of_one_and_resumes_from_its_checkp
     def assert_same(a, b):  # the same sums, added up in another order
         assert a[0] == pytest.approx(b[0], rel=1e-5)
         assert a[1].keys() == b[1].keys() and len(a[1]) > 0
-        for name in a[1]:
-            torch.testing.assert_close(a[1][name], b[1][name], rtol=1e-4, atol=1e-4 * float(a[1][name].abs().max()))
+        for name in a[1]:  # (Adam turns float-order noise in a ~0 gradient into a visible step: 1e-3 of the largest)
+            torch.testing.assert_close(a[1][name], b[1][name], rtol=1e-4, atol=1e-3 * float(a[1][name].abs().max()))
 
     one, two = run("one", 1), run("two", 2)
     assert_same(one, two)  # odd batch and replay sizes: the ranks' shares differ, their sum does not
