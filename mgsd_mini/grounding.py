@@ -8,8 +8,9 @@ questions (or each `pack_size` of them) are packed into one sequence that shows 
 model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
 blocks too, see GroundingConfig). Every optimizer step also replays, in one more micro-batch,
 `replay_examples` of the base's own stage-0 examples (mini only), so that the adapter learns to see
-without unlearning to plan. At the end the adapter is saved in peft's format and perception is
-evaluated on held-out test puzzles.
+without unlearning to plan. With `workers` > 1 (the mini default: 2) each of that many one-thread
+processes trains on its share of every micro-batch and they sum their gradients (parallel.py). At
+the end the adapter is saved in peft's format and perception is evaluated on held-out test puzzles.
 """
 
 from __future__ import annotations
