@@ -35,16 +35,21 @@ def all_sum(tensor: torch.Tensor) -> torch.Tensor:
 
 
 def sum_gradients(params: list[torch.nn.Parameter], *scalars: float) -> list[float]:
-    """Replace each parameter's gradient by its sum over ranks (a rank that had no data adds zeros);
-    returns `scalars` summed over ranks too — one all-reduce for all of them."""
+    """Replace each parameter's gradient by its sum over ranks (a rank without one adds zeros; a
+    parameter no rank has a gradient for keeps None, so AdamW skips it as in one process); returns
+    `scalars` summed over ranks too — one all-reduce for all of them."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor(scalars, dtype=grads[0].dtype)])
+    has_grad = [float(p.grad is not None) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads] + [torch.tensor(has_grad + list(scalars), dtype=grads[0].dtype)])
     all_sum(flat)
     offset = 0
     for p, g in zip(params, grads):
         p.grad = flat[offset:offset + g.numel()].view_as(g).clone()
         offset += g.numel()
-    return flat[offset:].tolist()
+    for p, ranks_with_grad in zip(params, flat[offset:offset + len(params)].tolist()):
+        if ranks_with_grad == 0:
+            p.grad = None
+    return flat[offset + len(params):].tolist()
 
 
 def _helper(rank: int, world: int, store: str, fn, args) -> None:
