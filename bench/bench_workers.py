@@ -52,7 +52,7 @@ def main(steps: int = 30, rounds: int = 2, n_per_level: int = typer.Option(100, 
     threads = torch.get_num_threads()
     results = measure(steps, rounds, n_per_level, workers, warmup)
     console = Console(width=120)
-    console.print(f"grounding, {steps} steps of 64 questions + replay, {rounds} rounds, seconds a step after step {warmup}")
+    console.print(f"grounding (the default recipe), {steps} steps, {rounds} rounds, seconds a step after step {warmup}")
     for n, r in results.items():
         how = f"1 process x {threads} threads" if n == 1 else f"{n} processes x 1 thread"
         console.print(f"  {how:26s} {r['seconds']:6.3f} s / step   last loss {r['loss']:.6f}")

@@ -1,7 +1,7 @@
 """Data parallelism over CPU processes: one training process per core, gradients summed each step.
 
 On this 2-core CPU two one-thread processes, each on half of every micro-batch, take a grounding
-step 1.14x faster than one process with two threads, and 3x faster when another process shares
+step 1.18x faster than one process with two threads, and 3x faster when another process shares
 the CPU — two threads of one process stall each other then (bench/bench_workers.py). `run(n, fn,
 *args)` runs `fn(*args)` as rank 0 in this process — progress bar, files and the result stay here —
 and as ranks 1..n-1 in spawned helper processes. Inside, the training loop (sft.train_sft) asks
