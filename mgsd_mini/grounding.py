@@ -131,7 +131,7 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the grounding adapter (on `cfg.workers` processes), evaluate it; returns its directory (run_dir/adapter)."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
-    if cfg.workers > 1 and (cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")) != "cpu":
+    if cfg.workers > 1 and models.pick_device(cfg.device).type != "cpu":
         raise ConfigError(f"--workers {cfg.workers} runs one process per CPU core; on a GPU use --workers 1")
     model, processor = parallel.run(cfg.workers, train, cfg, run_dir, resume)
     adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")

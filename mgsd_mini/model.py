@@ -116,6 +116,11 @@ def build_mini(seed: int = 0, layers: int = 6, mlp: int = 512) -> tuple[Qwen3VLF
     return model.float().eval(), processor
 
 
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """`device`, or CUDA when there is one, else the CPU: where `load` puts a model."""
+    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
 def load(
     model: str = "mini",
     *,
@@ -129,7 +134,7 @@ def load(
     bf16 on CUDA and fp32 on CPU unless `dtype` says otherwise. Raises ModelLoadError (a ValueError)
     with a one-line fix for unknown names, missing or non-model directories and unreadable weights.
     """
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)
     dtype = dtype or (torch.bfloat16 if device.type == "cuda" else torch.float32)
     if model == "mini" and not (MINI_BASE / "config.json").exists():
         net, processor = build_mini(seed=0)
