@@ -1,13 +1,15 @@
-"""LoRALinear's fp32 forward (each adapter's product accumulated into the base output by its last
-matmul) against the formula written out op by op, side by side on grounding's training pass.
+"""LoRALinear's fp32 forward in its two forms — each adapter on its own path (its product
+accumulated into the base output by its last matmul), and folded into W when that costs fewer
+multiply-adds (LoRALinear._fold_pays) — against the formula written out op by op, side by side on
+grounding's training pass.
 
-    python bench/bench_lora.py [--n-per-level 4] [--rounds 5]
+    python bench/bench_lora.py [--n-per-level 4] [--rounds 5] [--rank 64]
 
 Forward + backward of the shipped base with grounding's adapter (language model and vision targets,
-r 16) over every perception question of `n-per-level` train puzzles per task and level, in
-micro-batches of 16 sorted by length, the two forms alternating `rounds` times so that a change of
-machine speed hits both. Prints seconds per 1,000 questions, the summed loss and gradient norm of
-each (they must agree), and the ratio.
+the grounding default's rank) over every perception question of `n-per-level` train puzzles per
+task and level, in micro-batches of 16 sorted by length, the forms alternating `rounds` times so
+that a change of machine speed hits each. Prints seconds per 1,000 questions, the summed loss and
+gradient norm of each (they must agree), and the ratios.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import typer
 from rich.console import Console
 
 from mgsd_mini import config, grounding, lora, model as models
+from mgsd_mini.config import GroundingConfig
 from mgsd_mini.data import collate
 from mgsd_mini.sft import sft_loss_sum
 
@@ -31,13 +34,22 @@ def written_out(self: lora.LoRALinear, x: torch.Tensor) -> torch.Tensor:
     return self.base(x) + delta.to(x.dtype)
 
 
+def never_fold(self: lora.LoRALinear, rows: int, paths: list[str]) -> bool:
+    return False
+
+
 @contextlib.contextmanager
-def lora_forward(forward):
-    fused, lora.LoRALinear.forward = lora.LoRALinear.forward, forward
+def patched(name: str, function):
+    """LoRALinear.<name> replaced by `function` for the block (None: as shipped)."""
+    shipped = getattr(lora.LoRALinear, name)
+    setattr(lora.LoRALinear, name, function or shipped)
     try:
         yield
     finally:
-        lora.LoRALinear.forward = fused
+        setattr(lora.LoRALinear, name, shipped)
+
+
+FORMS = {"written out": ("forward", written_out), "own path": ("_fold_pays", never_fold), "folded when it pays": ("_fold_pays", None)}
 
 
 def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[str, dict]]:
@@ -46,12 +58,11 @@ def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[
     cfg = config.resolve("grounding", "mini", {"n_per_level": n_per_level})
     examples = sorted((e for q in grounding.perception_examples(processor, cfg) for e in q), key=lambda e: len(e["input_ids"]))
     batches = [collate(examples[i:i + 16], processor.tokenizer.pad_token_id) for i in range(0, len(examples), 16)]
-    forms = {"written out": written_out, "fused (LoRALinear)": lora.LoRALinear.forward}
-    results = {name: {"seconds": 0.0} for name in forms}
+    results = {name: {"seconds": 0.0} for name in FORMS}
     for _ in range(rounds):
-        for name, forward in forms.items():
+        for name, form in FORMS.items():
             model.zero_grad(set_to_none=True)
-            with lora_forward(forward):
+            with patched(*form):
                 t0, total = time.perf_counter(), 0.0
                 for batch in batches:
                     loss, _ = sft_loss_sum(model, batch)
@@ -63,21 +74,22 @@ def measure(model, processor, n_per_level: int, rounds: int) -> tuple[int, dict[
     return len(examples), results
 
 
-def main(n_per_level: int = typer.Option(4, help="train puzzles per task and level"), rounds: int = 5, seed: int = 0):
+def main(n_per_level: int = typer.Option(4, help="train puzzles per task and level"), rounds: int = 5,
+         rank: int = typer.Option(GroundingConfig.lora_r, help="adapter rank (alpha = 2 x rank)"), seed: int = 0):
     model, processor = models.load("mini")
     torch.manual_seed(seed)
-    lora.add_lora(model, "grounding", 16, 32.0, 0.0, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
+    lora.add_lora(model, "grounding", rank, 2.0 * rank, 0.0, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
     for p in model.parameters():  # a trained-looking adapter (B = 0 at init would make the LoRA path trivial)
         if p.requires_grad:
             p.data.normal_(0, 0.02)
     n_questions, results = measure(model, processor, n_per_level, rounds)
     console = Console(width=120)
-    console.print(f"grounding forward + backward, {n_questions} questions, {rounds} rounds, {torch.get_num_threads()} threads")
+    console.print(f"grounding forward + backward, rank {rank}, {n_questions} questions, {rounds} rounds, {torch.get_num_threads()} threads")
     for name, r in results.items():
         console.print(f"  {name:20s} {1000 * r['seconds'] / n_questions:7.3f} s / 1,000 questions   "
                       f"summed loss {r['loss']:.4f}   gradient norm {r['grad_norm']:.6f}")
-    slow, fast = results["written out"]["seconds"], results["fused (LoRALinear)"]["seconds"]
-    console.print(f"fused / written out: {fast / slow:.2f} of the time ({slow / fast:.2f}x faster)")
+    written, own, folded = (results[name]["seconds"] for name in FORMS)
+    console.print(f"own path against written out: {written / own:.2f}x faster; folded when it pays against own path: {own / folded:.2f}x faster")
 
 
 if __name__ == "__main__":

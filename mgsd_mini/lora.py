@@ -6,7 +6,9 @@ For a frozen linear layer W (out x in) and each active adapter n with rank r_n a
 
 A_n starts like a default nn.Linear (Kaiming-uniform) and B_n at zero, so a new adapter leaves the
 model's outputs unchanged until it is trained. The adapter path runs in fp32 (fp32 master weights for
-what we train) and is cast back to the base layer's dtype.
+what we train) and is cast back to the base layer's dtype. In fp32, a call where it costs fewer
+multiply-adds (a rank near the layer's width, many tokens) folds the adapters into W instead:
+one matmul with W + sum_n (alpha_n / r_n) B_n A_n, the same function and gradients.
 
 Several named adapters stack on the same layers (stage 1 "grounding", stage 2 "distill"); the
 `adapters_disabled` context gives back the exact base model, which is how stage 2 gets its teacher
@@ -86,16 +88,39 @@ class LoRALinear(nn.Module):
             x32 = x.to(torch.float32)
             deltas = [self.lora_B[n](self.lora_A[n](self.dropout[n](x32))) * self.scaling[n] for n in paths]
             return nn.functional.linear(x, weight, self.base.bias) + torch.stack(deltas).sum(0).to(x.dtype)
-        # fp32: each adapter's scaled product is accumulated into the base output by its last matmul,
+        rows = x.reshape(-1, x.shape[-1])
+        if self._fold_pays(rows.shape[0], paths):
+            # one matmul with W + the deltas; autograd takes A's and B's gradients from W's
+            folded = weight + sum(self.delta_weight(n) for n in paths)
+            return nn.functional.linear(rows, folded, self.base.bias).view(*x.shape[:-1], weight.shape[0])
+        # fp32, each adapter on its own path: its scaled product is accumulated into the base output by its last matmul,
         # in place on the 2-D matmul output (F.linear keeps its input for backward, not its output;
         # in place on a view would cost a copy in backward), so no pass over the (tokens x out)
         # activation is spent on the scaling, the sum or the add — on the mini model those passes
         # cost as much as the adapters' matmuls (bench/bench_lora.py).
-        rows = x.reshape(-1, x.shape[-1])
         y = nn.functional.linear(rows, weight, self.base.bias)
         for n in paths:
             y.addmm_(self.lora_A[n](self.dropout[n](rows)), self.lora_B[n].weight.t(), alpha=self.scaling[n])
         return y.view(*x.shape[:-1], y.shape[-1])
+
+    def _fold_pays(self, rows: int, paths: list[str]) -> bool:
+        """Whether folding the adapters into W costs fewer multiply-adds than their own path.
+
+        Their own path adds rows·r·(in+out) in forward, and twice that in backward when they train
+        (their gradients and theirs of x). Folding costs in·out·r to build W + (alpha/r) B A, and in
+        backward, in·out·rows for W's gradient, from which A's and B's take 2·in·out·r more. At a
+        rank near the width (the mini model's: r 64 on 128-wide layers) folding is 1.4-2.4x faster
+        a layer (bench/bench_lora.py); at the paper's (r 8 on 2,560) and in one-token decoding, never.
+        Dropout acts on x, which the fold cannot see: only without it.
+        """
+        if self.training and not all(isinstance(self.dropout[n], nn.Identity) for n in paths):
+            return False
+        i, o = self.base.in_features, self.base.out_features
+        r = sum(self.lora_A[n].out_features for n in paths)
+        trains = torch.is_grad_enabled() and any(self.lora_A[n].weight.requires_grad for n in paths)
+        own = rows * r * (i + o) * (3 if trains else 1)
+        fold = i * o * r + (i * o * rows + 2 * i * o * r if trains else 0)
+        return fold < own
 
     def extra_repr(self) -> str:
         return f"adapters={list(self.lora_A)}, active={self.active}, disabled={self.disabled}"

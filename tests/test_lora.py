@@ -49,10 +49,13 @@ def test_zero_init_adapter_leaves_logits_unchanged_and_only_it_trains(fresh, r, 
     assert {id(p) for p in trainable} == {id(l.lora_A["g"].weight) for l in layers.values()} | {id(l.lora_B["g"].weight) for l in layers.values()}
 
 
+@pytest.mark.parametrize("fold", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("n_adapters,shape,seed", [(1, (3, 5), 0), (2, (7,), 1), (2, (2, 3, 4), 2)])
-def test_formula_and_gradients_match_the_dense_update(dtype, n_adapters, shape, seed):
-    """y = x W^T + b + sum_n s_n x A_n^T B_n^T, and its gradients, against the dense weight it stands for."""
+def test_formula_and_gradients_match_the_dense_update(dtype, n_adapters, shape, seed, fold, monkeypatch):
+    """y = x W^T + b + sum_n s_n x A_n^T B_n^T, and its gradients, against the dense weight it stands
+    for — with the adapters on their own path and folded into W (fp32 only)."""
+    monkeypatch.setattr(lora.LoRALinear, "_fold_pays", lambda self, rows, paths: fold)
     torch.manual_seed(seed)
     base = torch.nn.Linear(24, 40).to(dtype)
     layer = lora.LoRALinear(base)
@@ -73,6 +76,27 @@ def test_formula_and_gradients_match_the_dense_update(dtype, n_adapters, shape, 
     grads_ref = torch.autograd.grad((y_ref * g).sum(), [x_ref, *adapter_weights])
     for got, want in zip(grads, grads_ref, strict=True):
         torch.testing.assert_close(got.float(), want, **tol)
+
+
+def test_adapters_fold_into_w_when_that_costs_fewer_multiply_adds():
+    def layer(width, out, r, dropout=0.0):
+        lin = lora.LoRALinear(torch.nn.Linear(width, out))
+        lin.add("g", r=r, alpha=2.0 * r, dropout=dropout)
+        return lin
+
+    mini, paper = layer(128, 128, 64), layer(2560, 2560, 8)
+    assert mini._fold_pays(2400, ["g"])  # training at a rank near the width (the mini grounding)
+    assert not paper._fold_pays(2400, ["g"])  # the paper's r 8 on a 4B model's width
+    assert not mini._fold_pays(1, ["g"])  # one decoded token: building W + BA costs more than it saves
+    with torch.no_grad():
+        assert mini._fold_pays(2400, ["g"]) and not mini._fold_pays(32, ["g"])
+    mini.lora_A["g"].weight.requires_grad_(False)
+    mini.lora_B["g"].weight.requires_grad_(False)
+    assert mini._fold_pays(1000, ["g"]) and not mini._fold_pays(8, ["g"])  # frozen: forward only
+    dropped = layer(128, 128, 64, dropout=0.1)
+    assert not dropped._fold_pays(2400, ["g"])  # dropout acts on x, which the fold cannot see
+    dropped.eval()
+    assert dropped._fold_pays(2400, ["g"])
 
 
 @pytest.mark.parametrize("seed", [0, 1])
