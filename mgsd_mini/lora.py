@@ -109,8 +109,9 @@ class LoRALinear(nn.Module):
         Their own path adds rows·r·(in+out) in forward, and twice that in backward when they train
         (their gradients and theirs of x). Folding costs in·out·r to build W + (alpha/r) B A, and in
         backward, in·out·rows for W's gradient, from which A's and B's take 2·in·out·r more. At a
-        rank near the width (the mini model's: r 64 on 128-wide layers) folding is 1.4-2.4x faster
-        a layer (bench/bench_lora.py); at the paper's (r 8 on 2,560) and in one-token decoding, never.
+        rank near the width (the mini grounding's r 64 on 128-wide layers) folding wins: grounding's
+        forward + backward 1.26x faster (bench/bench_lora.py); at the paper's (r 8 on 2,560) and in
+        one-token decoding it never does.
         Dropout acts on x, which the fold cannot see: only without it.
         """
         if self.training and not all(isinstance(self.dropout[n], nn.Identity) for n in paths):
