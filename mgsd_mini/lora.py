@@ -78,6 +78,10 @@ class LoRALinear(nn.Module):
         """(alpha/r) B A, the adapter's change to W."""
         return self.scaling[name] * (self.lora_B[name].weight @ self.lora_A[name].weight)
 
+    def folded(self, weight: torch.Tensor, names: list[str]) -> torch.Tensor:
+        """`weight` (W, or W already folded with other adapters) + the deltas of adapters `names`."""
+        return weight + sum(self.delta_weight(n) for n in names)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.disabled:
             return self.base(x)
@@ -91,8 +95,7 @@ class LoRALinear(nn.Module):
         rows = x.reshape(-1, x.shape[-1])
         if self._fold_pays(rows.shape[0], paths):
             # one matmul with W + the deltas; autograd takes A's and B's gradients from W's
-            folded = weight + sum(self.delta_weight(n) for n in paths)
-            return nn.functional.linear(rows, folded, self.base.bias).view(*x.shape[:-1], weight.shape[0])
+            return nn.functional.linear(rows, self.folded(weight, paths), self.base.bias).view(*x.shape[:-1], weight.shape[0])
         # fp32, each adapter on its own path: its scaled product is accumulated into the base output by its last matmul,
         # in place on the 2-D matmul output (F.linear keeps its input for backward, not its output;
         # in place on a view would cost a copy in backward), so no pass over the (tokens x out)
@@ -239,7 +242,7 @@ def merged(model: nn.Module, frozen_only: bool = False):
         names = [n for n in layer.active if not (frozen_only and layer.lora_A[n].weight.requires_grad)]
         if names:
             with torch.no_grad():
-                layer.merged = layer.base.weight + sum(layer.delta_weight(n) for n in names)
+                layer.merged = layer.folded(layer.base.weight, names)
             layer.unfolded = [n for n in layer.active if n not in names]
     try:
         yield model
