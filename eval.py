@@ -54,7 +54,8 @@ def main(
     model: str = typer.Option("mini", help="mini, qwen3-vl-4b, qwen3-vl-8b, a local model directory or a hub id"),
     adapter: list[str] = typer.Option(None, help="LoRA adapter directory; repeat to stack (grounding, then distill)"),
     mode: str = typer.Option("image", help="image (student prompt), text (symbolic upper bound), teacher (text + "
-                                           "the reference plan: the stage-2 teacher's prompt) or perception"),
+                                           "the reference plan: the stage-2 teacher's prompt), perception (questions about the image) "
+                                           "or text-perception (the same questions about the state text)"),
     tasks: list[str] = typer.Option(None, help="tasks (repeat or comma-separate) [default: all three]"),
     levels: list[str] = typer.Option(None, help="levels kept for every task (repeat or comma-separate) "
                                                 "[default: FrozenLake 3,4,5; Maze 3,4; MiniBehaviour 5]"),

@@ -95,6 +95,11 @@ class BaseConfig(Optim):
     # prompt at 49.9 % (bench/plan_from_restatement.py --prompt task / image); 400 steps with
     # "generic" brought the latter to 78.8 % (the shipped base's third run).
     own_state_image: str = "none"
+    # Share of the text batches that ask one of a puzzle's perception questions (not the restatement)
+    # with its symbolic state in the prompt (pretrain.question_example): the base learns in text the
+    # derived relations — holes' coordinates, legal moves, cells next to the printer — that grounding
+    # must then answer from the image.
+    question_frac: float = 0.0
     # A saved model to train further instead of a fresh one ("mini" = the shipped base, or a run's
     # model/ directory): a base can learn a new prompt form without its 70 minutes from scratch.
     continue_from: str = ""

@@ -41,6 +41,11 @@ def encode_chats(processor, conversations: list[list[dict]], images: list | None
     """`encode_chat` of several conversations that show the same `images`, in one processor call:
     its per-call overhead (~2 ms on a CPU) is most of the cost of a short example."""
     texts = [processor.apply_chat_template(m, tokenize=False, add_generation_prompt=add_generation_prompt) for m in conversations]
+    return _encode_texts(processor, texts, images)
+
+
+def _encode_texts(processor, texts: list[str], images: list | None) -> list[dict]:
+    """`encode_chats` of conversations already rendered by the chat template."""
     images = list(images or [])
     enc = processor(text=texts, images=images * len(texts) or None, padding=True, return_tensors="pt")
     types, examples = enc.get("mm_token_type_ids"), []
@@ -71,16 +76,17 @@ def encode_sft(processor, prompt_messages: list[dict], response_text: str, image
 
 
 def encode_sfts(processor, prompts_responses: list[tuple[list[dict], str]], images: list | None) -> list[dict]:
-    """`encode_sft` of several (prompt, response) pairs that show the same `images` (one processor call)."""
+    """`encode_sft` of several (prompt, response) pairs that show the same `images` (one processor
+    call; the prefix checks of all pairs in one tokenizer call)."""
     conversations = [prompt + [{"role": "assistant", "content": [{"type": "text", "text": response}]}] for prompt, response in prompts_responses]
-    examples = encode_chats(processor, conversations, images, add_generation_prompt=False)
+    full_texts = [processor.apply_chat_template(m, tokenize=False) for m in conversations]
+    prompt_texts = [processor.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True) for prompt, _ in prompts_responses]
+    examples = _encode_texts(processor, full_texts, images)
+    text_ids = processor.tokenizer(prompt_texts + full_texts)["input_ids"]
     eos = processor.tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    for full, (prompt_messages, _), messages in zip(examples, prompts_responses, conversations):
-        text_ids = [processor.tokenizer(processor.apply_chat_template(m, tokenize=False, add_generation_prompt=g), return_tensors="pt")["input_ids"][0]
-                    for m, g in ((prompt_messages, True), (messages, False))]
-        prompt_ids, full_text_ids = text_ids
+    for full, prompt_ids, full_text_ids in zip(examples, text_ids[:len(examples)], text_ids[len(examples):]):
         ids, tail = full["input_ids"], len(full_text_ids) - len(prompt_ids)
-        if tail <= 0 or not torch.equal(full_text_ids[:len(prompt_ids)], prompt_ids) or not torch.equal(ids[len(ids) - tail:], full_text_ids[-tail:]):
+        if tail <= 0 or full_text_ids[:len(prompt_ids)] != prompt_ids or ids[len(ids) - tail:].tolist() != full_text_ids[-tail:]:
             raise ValueError("the chat template does not tokenize the prompt as a prefix of prompt + response")
         n = len(ids) - tail
         ends = (ids[n:] == eos).nonzero()

@@ -1,11 +1,13 @@
 """Evaluation: held-out puzzles (or imported benchmark records) -> greedy answers -> verifier -> summary.
 
-Four modes share one loop:
+Five modes share one loop:
 - `image`:      the student prompt (instruction + rendered image) — the model's real use;
 - `text`:       the teacher prompt without the reference plan (symbolic state as text) — the upper bound;
 - `teacher`:    the teacher prompt with the reference plan, as stage 2 scores rollouts — how well the
                 privileged teacher itself answers (a plan it cannot copy is a teacher off its training);
-- `perception`: one prompt per perception question about the image, scored by exact match.
+- `perception`: one prompt per perception question about the image, scored by exact match;
+- `text-perception`: the same questions asked about the symbolic state in the prompt instead of the
+                image — what a model can derive from a state it is given (stage 0's `question_frac`).
 
 Planning answers go through `puzzles.check` (the same verifier as the training reward); a response
 that does not parse is a failure, never dropped. Next to each success rate the summary reports the
@@ -24,7 +26,7 @@ Summary (planning modes):
                                        "blind_success", "detour_success", "n_detour", "restated"}}}}}
 "restated" is the share of responses whose restatement — everything before `<answer>` — is exactly
 the state's symbolic text: in image mode, how often the student perceived the whole state.
-Perception mode: "success" is the exact-match rate over questions and "all_correct" the fraction of
+Perception modes: "success" is the exact-match rate over questions and "all_correct" the fraction of
 images with every question right; levels carry {"n" (images), "n_questions", "success",
 "all_correct", "questions"}, tasks {"success", "all_correct", "questions": {question: rate}, "levels"},
 and macro {"success", "all_correct", "questions"} (the last: mean over tasks of the mean per-question
@@ -47,7 +49,9 @@ from mgsd_mini.generate import generate
 from mgsd_mini.model import image_size
 
 # text: the symbolic upper bound; teacher: the stage-2 teacher's prompt, the state + the reference plan
-MODES = ("image", "text", "teacher", "perception")
+# perception: questions about the image; text-perception: the same questions about the state text
+MODES = ("image", "text", "teacher", "perception", "text-perception")
+PERCEPTION_MODES = ("perception", "text-perception")
 
 
 # Default levels per task for `eval.py` (what the mini preset can reach, DESIGN §4). Kept here because
@@ -158,6 +162,10 @@ def build_prompts(cases: list[dict], mode: str, processor) -> list[dict]:
             plan = (case.get("optimal_plan") or puzzles.get_task(task).solve(case["state"])) if mode == "teacher" else None
             items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"], plan, instructions), "images": None})
             continue
+        if mode == "text-perception":
+            items += [{"case": i, "messages": prompts.state_question(task, case["state"], q["question"], instructions), "images": None,
+                       "question": q["question"], "gold": q["answer"]} for q in _perception(case)]
+            continue
         image = case_image(case, image_size(processor, task, level))
         if mode == "image":
             items.append({"case": i, "messages": prompts.student_prompt(task, instructions), "images": [image]})
@@ -185,7 +193,7 @@ def score(cases: list[dict], items: list[dict], responses: list[str], mode: str)
         row = {"id": case.get("id"), "task": case["task"], "level": int(case["level"]), "mode": mode}
         if case.get("source"):
             row["source"] = case["source"]
-        if mode == "perception":
+        if mode in PERCEPTION_MODES:
             row.update(question=item["question"], gold=item["gold"], response=response,
                        correct=bool(puzzles.score_perception(item["gold"], response)))
         else:
@@ -214,7 +222,7 @@ def _by_task_level(rows):
 
 def summarize(rows: list[dict], mode: str, model: str, adapters: list[str] | tuple = ()) -> dict:
     """The JSON summary (schema in the module docstring) from the rows of `score`."""
-    if mode == "perception":
+    if mode in PERCEPTION_MODES:
         tasks = {t: _perception_task(lv) for t, lv in _by_task_level(rows).items()}
         macro = {k: _mean(ts[k] for ts in tasks.values()) for k in ("success", "all_correct")}
         macro["questions"] = _mean(_mean(ts["questions"].values()) for ts in tasks.values())

@@ -44,8 +44,10 @@ def perception_pairs(processor, cfg: GroundingConfig):
 
 
 def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
-    """The encoded perception questions of each train puzzle: one list per puzzle (sharing one pixel tensor)."""
-    puzzles_questions = [encode_sfts(processor, pairs, [image]) for pairs, image in perception_pairs(processor, cfg)]
+    """The encoded perception questions of each train puzzle: one list per puzzle (sharing one pixel
+    tensor). Under `parallel.run` each rank encodes its share of the puzzles and they swap the rest:
+    encoding (chat template, tokenizer, image processor) is most of a run's first minute."""
+    puzzles_questions = parallel.map_shared(lambda item: encode_sfts(processor, item[0], [item[1]]), list(perception_pairs(processor, cfg)))
     if not puzzles_questions:
         raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")
     return puzzles_questions
@@ -133,16 +135,32 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
     if cfg.workers > 1 and models.pick_device(cfg.device).type != "cpu":
         raise ConfigError(f"--workers {cfg.workers} runs one process per CPU core; on a GPU use --workers 1")
-    model, processor = parallel.run(cfg.workers, train, cfg, run_dir, resume)
+    model, processor, rows = parallel.run(cfg.workers, train_and_evaluate, cfg, run_dir, resume)
     adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
-
-    if cfg.eval_n > 0:  # perception on held-out test puzzles: did grounding teach the student to see?
-        cases = evaluate.held_out_cases(task_levels(cfg), cfg.eval_n, "test", seed=cfg.seed)
-        summary, rows = evaluate.evaluate(model, processor, cases, "perception", batch_size=32, model_name=cfg.model, adapters=[str(adapter)])
+    if rows is not None:  # perception on held-out test puzzles: did grounding teach the student to see?
+        summary = evaluate.summarize(rows, "perception", cfg.model, [str(adapter)])
         report.print_tables([summary])
         report.write_json(run_dir / "perception.json", summary)
         report.write_jsonl(run_dir / "perception_cases.jsonl", rows)
     return adapter
+
+
+def train_and_evaluate(cfg: GroundingConfig, run_dir: Path, resume: bool = False):
+    """(model, processor, perception rows on `eval_n` test puzzles a task-level, or None): what every rank does."""
+    model, processor = train(cfg, run_dir, resume)
+    if cfg.eval_n <= 0:
+        return model, processor, None
+    cases = evaluate.held_out_cases(task_levels(cfg), cfg.eval_n, "test", seed=cfg.seed)
+    return model, processor, perception_rows(model, processor, cases)
+
+
+def perception_rows(model, processor, cases: list[dict]) -> list[dict]:
+    """evaluate.evaluate's perception rows for `cases`, each rank answering every world-th case; every
+    rank gets all the rows, in the cases' order."""
+    rank, world = parallel.rank_world()
+    _, mine = evaluate.evaluate(model, processor, cases[rank::world], "perception", batch_size=32, progress=rank == 0)
+    order = {case["id"]: i for i, case in enumerate(cases)}
+    return sorted((row for rows in parallel.all_gather(mine) for row in rows), key=lambda row: order[row["id"]])
 
 
 def train(cfg: GroundingConfig, run_dir: Path, resume: bool = False):

@@ -34,6 +34,31 @@ def all_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_gather(obj) -> list:
+    """[rank 0's `obj`, rank 1's, ...] on every rank (pickled through the process group); [obj] alone."""
+    if not dist.is_initialized():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def map_shared(fn, items: list, chunk: int = 256) -> list:
+    """[fn(x) for x in items] on every rank, each rank computing every world-th item of each block
+    of `chunk` per rank, then sharing its results: the work is split, the result is whole
+    everywhere. Blocks bound the pickled bytes in flight (grounding's examples hold ~0.7 GB of pixels)."""
+    rank, world = rank_world()
+    if world == 1:
+        return [fn(x) for x in items]
+    results = [None] * len(items)
+    for start in range(0, len(items), chunk * world):
+        block = range(start, min(start + chunk * world, len(items)))
+        for r, done in enumerate(all_gather([fn(items[i]) for i in block[rank::world]])):
+            for i, result in zip(block[r::world], done, strict=True):
+                results[i] = result
+    return results
+
+
 def sum_gradients(params: list[torch.nn.Parameter], *scalars: float) -> list[float]:
     """Replace each parameter's gradient by its sum over ranks (a rank without one adds zeros; a
     parameter no rank has a gradient for keeps None, so AdamW skips it as in one process); returns

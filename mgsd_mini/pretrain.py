@@ -9,6 +9,8 @@ made into such a base first (DESIGN §4), from two streams of examples, drawn af
   only; `detour_frac` of them need a detour. Optional shares of the prompts add the reference plan
   (`plan_frac`: stage 2's teacher prompt) or give the task name only (`own_state_frac`: planning
   from a state written in the response, as the image student must).
+- text perception questions (`question_frac` of the text batches): one of a puzzle's perception
+  questions asked about its symbolic state in the prompt (never about its image).
 - generic images (the first `vision_steps` steps, then `image_frac` of the batches): colour grids
   and shapes with captions (`generic_images.py`), so the vision pathway is trained without ever
   seeing a puzzle image.
@@ -107,6 +109,17 @@ def unlabel_restatement(example: dict, tokenizer) -> dict:
     return {**example, "labels": labels}
 
 
+def question_example(processor, task: str, level: int, rng: random.Random) -> dict:
+    """One perception question about a train puzzle, its symbolic state in the prompt, the exact
+    answer the response. The restatement question is left out (planning responses restate already):
+    what this teaches is the questions derived from the state — the coordinates of a grid's symbols
+    and their neighbours — in text, where the base can learn them; grounding then has to map the
+    image onto that state, not to learn the arithmetic from pixels."""
+    state = train_puzzle(task, level, rng)
+    question, answer = rng.choice([qa for qa in puzzles.get_task(task).perception(state) if qa[0] != puzzles.RESTATE])
+    return encode_sft(processor, prompts.state_question(task, state, question), answer, None)
+
+
 def generic_image_example(processor, rng: random.Random, side: int) -> dict:
     image, question, answer = generic_images.sample(rng, sizes=range(side, side + 1))
     return encode_sft(processor, prompts.image_question(question), answer, [image])
@@ -128,6 +141,9 @@ def make_batches(processor, cfg: BaseConfig):
         if i // cfg.grad_accum < cfg.vision_steps or rng.random() < cfg.image_frac:
             side = rng.choice(generic_images.SIZES)  # one grid size per batch: similar lengths, little padding
             examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
+        elif cfg.question_frac > 0 and rng.random() < cfg.question_frac:  # (no draw at 0: older runs' data unchanged)
+            task, level = rng.choices(pairs, weights)[0]
+            examples = [question_example(processor, task, level, rng) for _ in range(cfg.batch_size)]
         else:
             task, level = rng.choices(pairs, weights)[0]
             examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,

@@ -109,6 +109,14 @@ def perception_prompt(task: str, question: str, instructions: bool = True) -> li
                           else f"{task} {question}")
 
 
+def state_question(task: str, state: dict, question: str, instructions: bool = False) -> list[dict]:
+    """Chat messages of a perception question asked about the symbolic state (stage 0's text form of
+    the question, eval's text-perception): the state text stands where perception_prompt has the image."""
+    text = (f"This is a {task} puzzle . {RULES[task]}\n{state_text(task, state)}\n{question} {PERCEPTION_FORMAT}" if instructions
+            else f"{state_text(task, state)}\n{task} {question}")
+    return [{"role": "user", "content": [{"type": "text", "text": text}]}]
+
+
 def with_response(messages: list[dict], text: str) -> list[dict]:
     """Append the assistant turn (the training target) to a prompt."""
     return messages + [{"role": "assistant", "content": [{"type": "text", "text": text}]}]

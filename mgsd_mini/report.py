@@ -17,6 +17,8 @@ from rich.table import Table
 
 from puzzles.export import umask, write_text
 
+from mgsd_mini.evaluate import PERCEPTION_MODES
+
 
 # ----------------------------------------------------------------------------- files
 
@@ -44,7 +46,7 @@ def _pct(x) -> str:
 def table(summary: dict) -> Table:
     """One rich table per summary: a row per task (its macro over levels), then a row per level."""
     macro = summary["macro"]
-    perception = summary["mode"] == "perception"
+    perception = summary["mode"] in PERCEPTION_MODES
     name = summary["model"] + "".join(f" + {a}" for a in summary.get("adapters", []))
     if perception:
         title = (f"{name} · perception · macro: question accuracy {_pct(macro['success'])} %, "
@@ -136,7 +138,7 @@ def plot(summaries: list[dict], labels: list[str], path: str | Path) -> None:
     first = summaries[0]
     keys = [(t, lv) for t, ts in first["tasks"].items() for lv in ts["levels"]]
     groups = [f"{SHORT.get(t, t[:6])} {lv}" for t, lv in keys]
-    if first["mode"] == "perception":
+    if first["mode"] in PERCEPTION_MODES:
         panels = [("question accuracy %", "success", None), ("all questions right %", "all_correct", None)]
     else:
         panels = [("success %  (grey: obstacle-blind plan)", "success", "blind_success"),

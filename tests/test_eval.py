@@ -150,6 +150,15 @@ def test_prompts_per_mode_and_image_sizes():
         student = ev.build_prompts(cases[:1], "image", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
         question = ev.build_prompts(cases[:1], "perception", _FakeProcessor(vocab))[0]["messages"][0]["content"][1]["text"]
         assert all(w in student for w in words) and (question.startswith("This is a") == (vocab > 650))
+    # text-perception: the image's questions, in the same order with the same gold, asked about the state text
+    for vocab in (650, 151_936):
+        image_qs, text_qs = (ev.build_prompts(cases, m, _FakeProcessor(vocab)) for m in ("perception", "text-perception"))
+        assert [(q["case"], q["question"], q["gold"]) for q in text_qs] == [(q["case"], q["question"], q["gold"]) for q in image_qs]
+        for it in text_qs:
+            body, case = it["messages"][0]["content"][0]["text"], cases[it["case"]]
+            assert it["images"] is None and len(it["messages"][0]["content"]) == 1
+            mini = f"{case['symbolic_text']}\n{case['task']} {it['question']}"
+            assert body == mini if vocab == 650 else (case["symbolic_text"] in body and body.startswith("This is a"))
     with pytest.raises(ValueError):
         ev.build_prompts(cases, "video", _FakeProcessor())
 

@@ -1,5 +1,6 @@
-"""parallel.py: gradients and scalars summed over two real processes; one worker starts nothing."""
+"""parallel.py: gradients and scalars summed over two real processes; work shared between them; one worker starts nothing."""
 
+import pytest
 import torch
 
 from mgsd_mini import parallel
@@ -24,3 +25,21 @@ def test_two_processes_sum_gradients_and_scalars_and_keep_none_where_no_rank_had
 def test_one_worker_runs_in_this_process_without_a_group():
     world, every, one, none, scalars = parallel.run(1, _grads_on_this_rank)
     assert world == 1 and every == [1.0] * 3 and one is None and none is None and scalars == [10.0, 1.0]
+
+
+def _square(x):
+    return {"x": x, "square": torch.tensor([x * x]), "by": parallel.rank_world()[0]}
+
+
+def _shared_squares(n, chunk):
+    return parallel.all_gather(parallel.rank_world()[0]), parallel.map_shared(_square, list(range(n)), chunk)
+
+
+@pytest.mark.parametrize("n,chunk", [(0, 4), (1, 4), (7, 2), (16, 3)])
+def test_map_shared_splits_the_work_and_gives_every_rank_the_whole_result_in_order(n, chunk):
+    ranks, results = parallel.run(2, _shared_squares, n, chunk)
+    assert ranks == [0, 1]
+    assert [r["x"] for r in results] == list(range(n)) and [int(r["square"]) for r in results] == [x * x for x in range(n)]
+    assert [r["by"] for r in results] == [x % 2 for x in range(n)]  # each item computed once, by one rank
+    ranks, alone = parallel.run(1, _shared_squares, n, chunk)
+    assert ranks == [0] and [r["x"] for r in alone] == list(range(n)) and all(r["by"] == 0 for r in alone)

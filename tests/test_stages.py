@@ -8,7 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 import puzzles
-from mgsd_mini import config, generic_images, grounding, lora, pretrain, prompts
+from mgsd_mini import config, generic_images, grounding, lora, parallel, pretrain, prompts
 from mgsd_mini import model as M
 from mgsd_mini.data import IGNORE, encode_chat
 from train import app
@@ -144,6 +144,35 @@ def test_prompt_options_set_their_share_and_zero_keeps_the_old_data(mini, option
     assert texts(**{option: 0.0}) == texts()  # no random draw at 0: earlier bases' data unchanged
 
 
+@pytest.mark.parametrize("task,level", [("frozenlake", 4), ("maze", 3), ("minibehaviour", 5)])
+def test_question_examples_ask_about_the_state_text_and_label_the_answer_only(mini, task, level):
+    _, processor = mini
+    t, rng, asked = puzzles.get_task(task), __import__("random").Random(3), set()
+    for _ in range(30):
+        replay = __import__("random").Random()
+        replay.setstate(rng.getstate())
+        state = pretrain.train_puzzle(task, level, replay)  # the puzzle question_example draws first
+        ex = pretrain.question_example(processor, task, level, rng)
+        text, answer = processor.tokenizer.decode(ex["input_ids"]), _decoded_labels(processor, ex).removesuffix("<|im_end|>")
+        prompt = text.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
+        state_text, question = prompt.rsplit(f"\n{task} ", 1)
+        assert "pixel_values" not in ex and state_text == t.symbolic_text(state) and puzzles.split_of(t.canonical(state)) == "train"
+        assert (question, answer) in t.perception(state) and question != puzzles.RESTATE  # the exact answer, labelled alone
+        asked.add(question)
+    assert len(asked) == len(t.perception(state)) - 1  # every question but the restatement comes up
+
+
+def test_question_frac_sets_the_share_of_question_batches_and_zero_keeps_the_old_data(mini):
+    _, processor = mini
+    def kinds(**kw):
+        cfg = config.resolve("base", "mini", {"batch_size": "2", "vision_steps": "0", "image_frac": "0", **kw})
+        batches = pretrain.make_batches(processor, cfg)
+        return [processor.tokenizer.decode(batches(i)["input_ids"][0]) for i in range(40)]
+    share = sum("<answer>" not in text for text in kinds(question_frac="0.5")) / 40
+    assert 0.25 <= share <= 0.75
+    assert kinds(question_frac="0") == kinds()  # no random draw at 0: earlier bases' data unchanged
+
+
 def test_base_continue_from_trains_a_saved_model_further(tmp_path, mini_dir):
     cfg = config.resolve("base", "mini", {"continue_from": str(mini_dir), "steps": "2", "batch_size": "2",
                                           "vision_steps": "0", "plan_frac": "0.5", "log_every": "1"})
@@ -270,6 +299,23 @@ def test_two_worker_grounding_takes_the_steps_of_one_and_resumes_from_its_checkp
     assert_same(one, two)  # odd batch and replay sizes: the ranks' shares differ, their sum does not
     (tmp_path / "two" / "checkpoints" / "step-000004").rename(tmp_path / "moved")  # as if stopped after step 2
     assert_same(run("two", 2, resume=True), one)
+
+
+def _perception_rows(model_dir, cases):
+    torch.manual_seed(0)
+    model, processor = M.load(model_dir)
+    lora.add_lora(model, "grounding", 4, 8, 0.0)  # a nonzero adapter, so the rows are not the base's
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.05)
+    return grounding.perception_rows(model, processor, cases)
+
+
+def test_perception_eval_on_two_processes_gives_the_rows_of_one(mini_dir):
+    cases = grounding.evaluate.held_out_cases({"frozenlake": [3], "minibehaviour": [5]}, 2, "test")
+    one, two = _perception_rows(str(mini_dir), cases), parallel.run(2, _perception_rows, str(mini_dir), cases)
+    assert len(one) == sum(len(c["perception"]) for c in cases) and [r["id"] for r in one][0] == cases[0]["id"]
+    assert two == one
 
 
 def _train(*args):
