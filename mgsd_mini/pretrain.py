@@ -112,9 +112,9 @@ def unlabel_restatement(example: dict, tokenizer) -> dict:
 def question_example(processor, task: str, level: int, rng: random.Random) -> dict:
     """One perception question about a train puzzle, its symbolic state in the prompt, the exact
     answer the response. The restatement question is left out (planning responses restate already):
-    what this teaches is the questions derived from the state — the coordinates of a grid's symbols
-    and their neighbours — in text, where the base can learn them; grounding then has to map the
-    image onto that state, not to learn the arithmetic from pixels."""
+    what is asked is derived from the state — the coordinates of a grid's symbols, their neighbours,
+    the legal moves — so that grounding would only have to map the image onto a state whose
+    relations the base can already compute (it did not work out: see BaseConfig.question_frac)."""
     state = train_puzzle(task, level, rng)
     question, answer = rng.choice([qa for qa in puzzles.get_task(task).perception(state) if qa[0] != puzzles.RESTATE])
     return encode_sft(processor, prompts.state_question(task, state, question), answer, None)
