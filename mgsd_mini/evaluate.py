@@ -162,17 +162,14 @@ def build_prompts(cases: list[dict], mode: str, processor) -> list[dict]:
             plan = (case.get("optimal_plan") or puzzles.get_task(task).solve(case["state"])) if mode == "teacher" else None
             items.append({"case": i, "messages": prompts.teacher_prompt(task, case["state"], plan, instructions), "images": None})
             continue
-        if mode == "text-perception":
-            items += [{"case": i, "messages": prompts.state_question(task, case["state"], q["question"], instructions), "images": None,
-                       "question": q["question"], "gold": q["answer"]} for q in _perception(case)]
-            continue
-        image = case_image(case, image_size(processor, task, level))
+        images = None if mode == "text-perception" else [case_image(case, image_size(processor, task, level))]
         if mode == "image":
-            items.append({"case": i, "messages": prompts.student_prompt(task, instructions), "images": [image]})
-        else:
-            for q in _perception(case):
-                items.append({"case": i, "messages": prompts.perception_prompt(task, q["question"], instructions), "images": [image],
-                              "question": q["question"], "gold": q["answer"]})
+            items.append({"case": i, "messages": prompts.student_prompt(task, instructions), "images": images})
+            continue
+        for q in _perception(case):  # perception: about the image; text-perception: about the state text
+            messages = (prompts.perception_prompt(task, q["question"], instructions) if images
+                        else prompts.state_question(task, case["state"], q["question"], instructions))
+            items.append({"case": i, "messages": messages, "images": images, "question": q["question"], "gold": q["answer"]})
     return items
 
 

@@ -141,12 +141,11 @@ def make_batches(processor, cfg: BaseConfig):
         if i // cfg.grad_accum < cfg.vision_steps or rng.random() < cfg.image_frac:
             side = rng.choice(generic_images.SIZES)  # one grid size per batch: similar lengths, little padding
             examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
-        elif cfg.question_frac > 0 and rng.random() < cfg.question_frac:  # (no draw at 0: older runs' data unchanged)
-            task, level = rng.choices(pairs, weights)[0]
-            examples = [question_example(processor, task, level, rng) for _ in range(cfg.batch_size)]
         else:
+            questions = cfg.question_frac > 0 and rng.random() < cfg.question_frac  # (no draw at 0: older runs' data unchanged)
             task, level = rng.choices(pairs, weights)[0]
-            examples = [planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
+            examples = [question_example(processor, task, level, rng) if questions else
+                        planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
                                          cfg.own_state_frac, cfg.own_state_image) for _ in range(cfg.batch_size)]
         return collate(examples, pad_id)
 
