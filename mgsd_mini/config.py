@@ -87,7 +87,7 @@ class BaseConfig(Optim):
     # teacher on the prompt stage 2 gives it by default (`DistillConfig.reference_plan`).
     plan_frac: float = 0.0
     # Share of planning prompts that give the task name only, the restated state unlabelled in the
-    # response (pretrain.planning_example): the base learns to plan from a state it wrote.
+    # response (pretrain.planning_draft): the base learns to plan from a state it wrote.
     own_state_frac: float = 0.0
     # What the own-state prompts show before the task name: nothing ("none"), a generic grid of the
     # puzzle's size ("generic"), or the puzzle's own image ("puzzle") — the student's prompt. The base
@@ -96,7 +96,7 @@ class BaseConfig(Optim):
     # "generic" brought the latter to 78.8 % (the shipped base's third run).
     own_state_image: str = "none"
     # Share of the text batches that ask one of a puzzle's perception questions (not the restatement)
-    # with its symbolic state in the prompt (pretrain.question_example), so that the base might learn
+    # with its symbolic state in the prompt (pretrain.question_draft), so that the base might learn
     # in text the relations grounding must answer from the image. Off: 3,000 steps at 0.5 answered
     # them from text no better than the grounded student from pixels, and grounding on that base
     # read fewer puzzles all right (63.3 against 69.1 %; README, "Training").
@@ -105,6 +105,10 @@ class BaseConfig(Optim):
     # model/ directory): a base can learn a new prompt form without its 70 minutes from scratch.
     continue_from: str = ""
     ckpt_every: int = 500
+    # Training processes, each on one core with its share of every micro-batch (parallel.py), as in
+    # grounding; every rank draws the whole batch and encodes its share (pretrain.Draft), so the data
+    # are the same at any count.
+    workers: int = 2
 
 
 @dataclass

@@ -24,7 +24,7 @@ import torch
 
 import puzzles
 from mgsd_mini import evaluate, lora, model as models, parallel, pretrain, prompts, report
-from mgsd_mini.config import BaseConfig, ConfigError, GroundingConfig, save as save_config
+from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sfts, pack_shared_prefix
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -91,10 +91,8 @@ def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
 
 
 def collate_shard(examples: list[dict], pad_id: int) -> dict | None:
-    """This rank's rows of a micro-batch — every world-th, so that each rank gets as many long rows
-    as short ones from a length-sorted batch — collated; None when it gets none. All of them in one process."""
-    rank, world = parallel.rank_world()
-    mine = examples[rank::world]
+    """This rank's rows of a micro-batch (`parallel.shard`) collated; None when it gets none."""
+    mine = parallel.shard(examples)
     return collate(mine, pad_id) if mine else None
 
 
@@ -102,7 +100,7 @@ def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
     """Replay micro-batch i: `replay_examples` stage-0 own-state planning examples of one (task, level), train split.
 
     A generic grid of the puzzle's size, the task name, the gold state restated (unlabelled) and the
-    optimal plan (labelled) — the form the shipped base last trained on (pretrain.planning_example,
+    optimal plan (labelled) — the form the shipped base last trained on (pretrain.planning_draft,
     `own_state_image` "generic"). It shows no puzzle image and teaches no perception: what it keeps
     is planning from a state written in the response after an image. Without it, grounding cut the
     base's planning from a forced gold state after an image from 78.8 % to 56.8 % (MiniBehaviour
@@ -112,10 +110,10 @@ def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
     levels = task_levels(cfg)
     task = rng.choice(sorted(levels))
     level = rng.choice(levels[task])
-    examples = [pretrain.planning_example(processor, task, level, rng, detour_frac=BaseConfig.detour_frac, own_state_frac=1.0,
-                                          own_state_image="generic")
-                for _ in range(cfg.replay_examples)]
-    return collate_shard(examples, processor.tokenizer.pad_token_id)
+    drafts = [pretrain.planning_draft(processor, task, level, rng, detour_frac=BaseConfig.detour_frac, own_state_frac=1.0,
+                                      own_state_image="generic")
+              for _ in range(cfg.replay_examples)]
+    return pretrain.encode_shard(processor, drafts)
 
 
 def with_replay(perception_fn, replay_fn, cfg: GroundingConfig):
@@ -133,8 +131,7 @@ def run(cfg: GroundingConfig, run_dir: Path, resume: bool = False) -> Path:
     """Train the grounding adapter (on `cfg.workers` processes), evaluate it; returns its directory (run_dir/adapter)."""
     if cfg.model == "mini" and not (models.MINI_BASE / "config.json").exists():
         raise models.ModelLoadError(f"no mini base at {models.MINI_BASE}: train one with `python train.py --stage base --ship`, or pass --model DIR")
-    if cfg.workers > 1 and models.pick_device(cfg.device).type != "cpu":
-        raise ConfigError(f"--workers {cfg.workers} runs one process per CPU core; on a GPU use --workers 1")
+    parallel.check_cpu(cfg.workers, models.pick_device(cfg.device))
     model, processor, rows = parallel.run(cfg.workers, train_and_evaluate, cfg, run_dir, resume)
     adapter = lora.save_adapter(model, "grounding", run_dir / "adapter")
     if rows is not None:  # perception on held-out test puzzles: did grounding teach the student to see?

@@ -21,10 +21,25 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from mgsd_mini.config import ConfigError
+
+
+def check_cpu(workers: int, device: torch.device) -> None:
+    """Refuse `workers` > 1 off the CPU: it means one process per core, not per GPU."""
+    if workers > 1 and device.type != "cpu":
+        raise ConfigError(f"--workers {workers} runs one process per CPU core; on a GPU use --workers 1")
+
 
 def rank_world() -> tuple[int, int]:
     """(this process's rank, number of processes); (0, 1) outside `run`."""
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def shard(items: list) -> list:
+    """This rank's share of `items`: every world-th, so that each rank gets as many long rows as
+    short ones from a length-sorted batch (all of them in one process)."""
+    rank, world = rank_world()
+    return items[rank::world]
 
 
 def all_sum(tensor: torch.Tensor) -> torch.Tensor:

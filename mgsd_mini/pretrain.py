@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import NamedTuple
 
 import puzzles
-from mgsd_mini import generic_images, model as models, prompts
+import torch
+
+from mgsd_mini import generic_images, model as models, parallel, prompts
 from mgsd_mini.config import BaseConfig, ConfigError, save as save_config
-from mgsd_mini.data import IGNORE, collate, encode_sft
+from mgsd_mini.data import IGNORE, collate, encode_sft, encode_sfts
 from mgsd_mini.evaluate import DEFAULT_LEVELS
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -45,9 +48,34 @@ def train_puzzle(task: str, level: int, rng: random.Random, detour: bool = False
             return state
 
 
-def planning_example(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0,
-                     grid_only_frac: float = 0.0, plan_frac: float = 0.0, own_state_frac: float = 0.0,
-                     own_state_image: str = "none") -> dict:
+class Draft(NamedTuple):
+    """An example drawn but not encoded yet. Every rank of a run draws a micro-batch's examples —
+    the same random stream at any --workers — and encodes only its share (`encode`): encoding is
+    most of the cost of drawing one."""
+
+    prompt: list[dict]
+    response: str
+    images: list | None = None
+    plan_only: bool = False  # an own-state prompt: its restated state unlabelled (`unlabel_restatement`)
+
+
+def encode(processor, drafts: list[Draft]) -> list[dict]:
+    """The drafts encoded (`encode_sft`), the text-only ones in one processor call (the same tensors)."""
+    text_only = [i for i, d in enumerate(drafts) if not d.images]
+    examples = {i: encode_sft(processor, d.prompt, d.response, d.images) for i, d in enumerate(drafts) if d.images}  # (each its own image)
+    if text_only:
+        examples.update(zip(text_only, encode_sfts(processor, [(drafts[i].prompt, drafts[i].response) for i in text_only], None)))
+    return [unlabel_restatement(examples[i], processor.tokenizer) if d.plan_only else examples[i] for i, d in enumerate(drafts)]
+
+
+def encode_shard(processor, drafts: list[Draft]) -> dict | None:
+    """This rank's share of a micro-batch's drafts (`parallel.shard`), encoded and collated; None when it gets none."""
+    mine = encode(processor, parallel.shard(drafts))
+    return collate(mine, processor.tokenizer.pad_token_id) if mine else None
+
+
+def planning_draft(processor, task: str, level: int, rng: random.Random, detour_frac: float = 0.0, grid_only_frac: float = 0.0,
+                   plan_frac: float = 0.0, own_state_frac: float = 0.0, own_state_image: str = "none") -> Draft:
     """Text-mode planning: symbolic state in the prompt -> restated state + optimal plan.
 
     `detour_frac` of the puzzles are drawn among those the blind plan fails (the rest as generated):
@@ -71,13 +99,12 @@ def planning_example(processor, task: str, level: int, rng: random.Random, detou
     if own_state_frac > 0 and rng.random() < own_state_frac:  # (no draw at 0, as below)
         images = own_state_images(processor, task, level, state, rng, own_state_image)
         messages = prompts.student_prompt(task, instructions=False) if images else prompts.task_prompt(task)
-        ex = encode_sft(processor, messages, prompts.response(task, state, plan), images)
-        return unlabel_restatement(ex, processor.tokenizer)
+        return Draft(messages, prompts.response(task, state, plan), images, plan_only=True)
     # (no draw at grid_only_frac 0: the data of runs from before the option stays the same)
     grid_only = task in prompts.GRID_MARKS_ALL and grid_only_frac > 0 and rng.random() < grid_only_frac
     with_plan = plan_frac > 0 and rng.random() < plan_frac  # (no draw at 0, as above)
     prompt = prompts.teacher_prompt(task, state, plan if with_plan else None, instructions=False, coordinates=not grid_only)
-    return encode_sft(processor, prompt, prompts.response(task, state, plan), None)
+    return Draft(prompt, prompts.response(task, state, plan))
 
 
 OWN_STATE_IMAGES = ("none", "generic", "puzzle")
@@ -109,7 +136,7 @@ def unlabel_restatement(example: dict, tokenizer) -> dict:
     return {**example, "labels": labels}
 
 
-def question_example(processor, task: str, level: int, rng: random.Random) -> dict:
+def question_draft(task: str, level: int, rng: random.Random) -> Draft:
     """One perception question about a train puzzle, its symbolic state in the prompt, the exact
     answer the response. The restatement question is left out (planning responses restate already):
     what is asked is derived from the state — the coordinates of a grid's symbols, their neighbours,
@@ -117,12 +144,12 @@ def question_example(processor, task: str, level: int, rng: random.Random) -> di
     relations the base can already compute (it did not work out: see BaseConfig.question_frac)."""
     state = train_puzzle(task, level, rng)
     question, answer = rng.choice([qa for qa in puzzles.get_task(task).perception(state) if qa[0] != puzzles.RESTATE])
-    return encode_sft(processor, prompts.state_question(task, state, question), answer, None)
+    return Draft(prompts.state_question(task, state, question), answer)
 
 
-def generic_image_example(processor, rng: random.Random, side: int) -> dict:
+def generic_image_draft(rng: random.Random, side: int) -> Draft:
     image, question, answer = generic_images.sample(rng, sizes=range(side, side + 1))
-    return encode_sft(processor, prompts.image_question(question), answer, [image])
+    return Draft(prompts.image_question(question), answer, [image])
 
 
 def task_levels(cfg: BaseConfig) -> list[tuple[str, int]]:
@@ -134,36 +161,44 @@ def make_batches(processor, cfg: BaseConfig):
     """batches_fn(i) for the SFT loop: micro-batch i, a pure function of (cfg.seed, i)."""
     pairs = task_levels(cfg)
     weights = [1 / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
-    pad_id = processor.tokenizer.pad_token_id
 
     def batches_fn(i: int) -> dict:
         rng = random.Random(f"base|{cfg.seed}|{i}")
         if i // cfg.grad_accum < cfg.vision_steps or rng.random() < cfg.image_frac:
             side = rng.choice(generic_images.SIZES)  # one grid size per batch: similar lengths, little padding
-            examples = [generic_image_example(processor, rng, side) for _ in range(cfg.batch_size)]
+            drafts = [generic_image_draft(rng, side) for _ in range(cfg.batch_size)]
         else:
             questions = cfg.question_frac > 0 and rng.random() < cfg.question_frac  # (no draw at 0: older runs' data unchanged)
             task, level = rng.choices(pairs, weights)[0]
-            examples = [question_example(processor, task, level, rng) if questions else
-                        planning_example(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
-                                         cfg.own_state_frac, cfg.own_state_image) for _ in range(cfg.batch_size)]
-        return collate(examples, pad_id)
+            drafts = [question_draft(task, level, rng) if questions else
+                      planning_draft(processor, task, level, rng, cfg.detour_frac, cfg.grid_only_frac, cfg.plan_frac,
+                                     cfg.own_state_frac, cfg.own_state_image) for _ in range(cfg.batch_size)]
+        return encode_shard(processor, drafts)
 
     return batches_fn
 
 
 def run(cfg: BaseConfig, run_dir: Path, resume: bool = False) -> Path:
-    """Train a mini base, from scratch or further from `cfg.continue_from`; returns the saved model's directory."""
+    """Train a mini base (on `cfg.workers` processes), from scratch or further from `cfg.continue_from`;
+    returns the saved model's directory."""
     if cfg.own_state_image not in OWN_STATE_IMAGES:  # (own_state_images refuses it too, but only once drawn)
         raise ConfigError(f"--own-state-image must be one of {', '.join(OWN_STATE_IMAGES)}, got '{cfg.own_state_image}'")
+    parallel.check_cpu(cfg.workers, torch.device(cfg.device or "cpu"))
     save_config(cfg, run_dir)
+    model, processor = parallel.run(cfg.workers, train, cfg, run_dir, resume)
+    saved = models.save(model, processor, run_dir / "model")
+    if cfg.ship:  # install it as the mini base every later stage and `--model mini` start from
+        models.save(model, processor, models.MINI_BASE)
+    return saved
+
+
+def train(cfg: BaseConfig, run_dir: Path, resume: bool = False):
+    """(trained model, processor): what every rank of the run does — the same initial weights, its
+    share of every micro-batch, the summed gradients."""
     if cfg.continue_from:  # a saved model trained further (its own shape; `layers` / `mlp` unused)
         model, processor = models.load(cfg.continue_from, device=cfg.device or "cpu")
     else:
         model, processor = models.build_mini(seed=cfg.seed, layers=cfg.layers, mlp=cfg.mlp)
         model.to(cfg.device or "cpu")
     train_sft(model, make_batches(processor, cfg), named_trainables(model), cfg, run_dir, resume=resume)
-    saved = models.save(model, processor, run_dir / "model")
-    if cfg.ship:  # install it as the mini base every later stage and `--model mini` start from
-        models.save(model, processor, models.MINI_BASE)
-    return saved
+    return model, processor

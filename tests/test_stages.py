@@ -14,6 +14,10 @@ from mgsd_mini.data import IGNORE, encode_chat
 from train import app
 
 
+def planning_example(processor, *args, **kwargs) -> dict:
+    return pretrain.encode(processor, [pretrain.planning_draft(processor, *args, **kwargs)])[0]
+
+
 def _decoded_labels(processor, example) -> str:
     ids = example["input_ids"][example["labels"] != IGNORE]
     return processor.tokenizer.decode(ids)
@@ -57,7 +61,7 @@ def test_base_batches_start_with_image_only_steps(mini):
 def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
     _, processor = mini
     rng = __import__("random").Random(1)
-    ex = pretrain.planning_example(processor, "maze", 3, rng)
+    ex = planning_example(processor, "maze", 3, rng)
     target = _decoded_labels(processor, ex)
     restated = target.split("\n<answer>")[0]
     assert restated.split("\n")[-1].startswith("start (") and target.endswith("</answer><|im_end|>") and target.endswith("</answer><|im_end|>")
@@ -72,7 +76,7 @@ def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
 def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_it(mini, task, level):
     _, processor = mini
     rng = __import__("random").Random(3)
-    ex = pretrain.planning_example(processor, task, level, rng, grid_only_frac=1.0)
+    ex = planning_example(processor, task, level, rng, grid_only_frac=1.0)
     prompt = processor.tokenizer.decode(ex["input_ids"][ex["labels"] == IGNORE])
     restated = _decoded_labels(processor, ex).split("\n<answer>")[0]
     grid, coordinates = restated.rsplit("\n", 1)
@@ -87,7 +91,7 @@ def test_grid_only_prompts_drop_the_coordinates_line_but_the_response_restates_i
 @pytest.mark.parametrize("task,level", [("frozenlake", 3), ("maze", 4), ("minibehaviour", 5)])
 def test_plan_prompts_give_the_plan_the_response_answers(mini, task, level):
     _, processor = mini
-    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(4), plan_frac=1.0)
+    ex = planning_example(processor, task, level, __import__("random").Random(4), plan_frac=1.0)
     prompt = processor.tokenizer.decode(ex["input_ids"][ex["labels"] == IGNORE])
     target = _decoded_labels(processor, ex)
     plan = puzzles.parse_answer(target.removesuffix("<|im_end|>"), task)
@@ -99,7 +103,7 @@ def test_plan_prompts_give_the_plan_the_response_answers(mini, task, level):
 @pytest.mark.parametrize("task,level", [("frozenlake", 5), ("maze", 3), ("minibehaviour", 5)])
 def test_own_state_prompts_name_the_task_only_and_label_the_plan_only(mini, task, level):
     _, processor = mini
-    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
+    ex = planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
     text = processor.tokenizer.decode(ex["input_ids"])
     target = _decoded_labels(processor, ex)
     assert target.startswith("<answer>") and target.endswith("</answer><|im_end|>")
@@ -114,8 +118,8 @@ def test_own_state_prompts_name_the_task_only_and_label_the_plan_only(mini, task
 @pytest.mark.parametrize("task,level", [("frozenlake", 4), ("minibehaviour", 5)])
 def test_own_state_images_make_the_student_prompt_and_leave_the_labels(mini, task, level, kind):
     _, processor = mini
-    ex = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0, own_state_image=kind)
-    plain = pretrain.planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
+    ex = planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0, own_state_image=kind)
+    plain = planning_example(processor, task, level, __import__("random").Random(6), own_state_frac=1.0)
     # the prompt is the image-mode student prompt of a puzzle of this task and level, token for token
     state = pretrain.train_puzzle(task, level, __import__("random").Random(1))
     image = puzzles.get_task(task).render(state, M.image_size(processor, task, level))
@@ -137,7 +141,7 @@ def test_prompt_options_set_their_share_and_zero_keeps_the_old_data(mini, option
     _, processor = mini
     def texts(**kw):
         rng = __import__("random").Random(5)
-        return [processor.tokenizer.decode(pretrain.planning_example(processor, "frozenlake", 3, rng, **kw)["input_ids"])
+        return [processor.tokenizer.decode(planning_example(processor, "frozenlake", 3, rng, **kw)["input_ids"])
                 for _ in range(40)]
     share = sum(mark in t for t in texts(**{option: 0.5})) / 40
     assert 0.25 <= share <= 0.75
@@ -151,8 +155,8 @@ def test_question_examples_ask_about_the_state_text_and_label_the_answer_only(mi
     for _ in range(30):
         replay = __import__("random").Random()
         replay.setstate(rng.getstate())
-        state = pretrain.train_puzzle(task, level, replay)  # the puzzle question_example draws first
-        ex = pretrain.question_example(processor, task, level, rng)
+        state = pretrain.train_puzzle(task, level, replay)  # the puzzle question_draft draws first
+        ex = pretrain.encode(processor, [pretrain.question_draft(task, level, rng)])[0]
         text, answer = processor.tokenizer.decode(ex["input_ids"]), _decoded_labels(processor, ex).removesuffix("<|im_end|>")
         prompt = text.split("<|im_start|>user\n")[1].split("<|im_end|>")[0]
         state_text, question = prompt.rsplit(f"\n{task} ", 1)
@@ -183,11 +187,39 @@ def test_base_continue_from_trains_a_saved_model_further(tmp_path, mini_dir):
     assert a.keys() == b.keys() and any(not torch.equal(a[k], b[k]) for k in a)  # it started there and moved
 
 
+def test_drafts_encode_together_as_one_by_one(mini):
+    _, processor = mini
+    rng = __import__("random").Random(7)
+    drafts = [pretrain.planning_draft(processor, task, level, rng, plan_frac=0.3, own_state_frac=0.4, own_state_image=image)
+              for task, level, image in [("frozenlake", 4, "generic"), ("maze", 3, "none"), ("minibehaviour", 5, "puzzle")] for _ in range(4)]
+    drafts += [pretrain.question_draft("maze", 4, rng), pretrain.generic_image_draft(rng, 3)]
+    assert any(d.images for d in drafts) and any(not d.images for d in drafts) and any(d.plan_only for d in drafts)
+    together, alone = pretrain.encode(processor, drafts), [pretrain.encode(processor, [d])[0] for d in drafts]
+    for a, b in zip(together, alone, strict=True):  # text-only drafts share one processor call: the same tensors
+        assert a.keys() == b.keys() and "labels" in a and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_worker_base_takes_the_steps_of_one(tmp_path):
+    def run(workers):
+        cfg = config.resolve("base", "mini", {"steps": 4, "batch_size": 3, "grad_accum": 2, "vision_steps": 1, "image_frac": 0.3,
+                                              "plan_frac": 0.3, "own_state_frac": 0.3, "own_state_image": "generic", "layers": 2,
+                                              "mlp": 64, "log_every": 1, "workers": workers})
+        saved = pretrain.run(cfg, tmp_path / str(workers))
+        losses = [json.loads(line)["loss"] for line in (tmp_path / str(workers) / "metrics.jsonl").read_text().splitlines()]
+        return losses, M.load(str(saved))[0].state_dict()
+
+    (one_losses, one), (two_losses, two) = run(1), run(2)
+    assert len(one_losses) == 4 and two_losses == pytest.approx(one_losses, rel=1e-5)  # odd batches: unequal shares, the same sum
+    assert one.keys() == two.keys()
+    for name in one:  # (Adam turns float-order noise in a ~0 gradient into a visible step: 1e-3 of the largest)
+        torch.testing.assert_close(two[name], one[name], rtol=1e-4, atol=1e-3 * float(one[name].abs().max()) + 1e-6)
+
+
 def test_generic_images_never_show_a_puzzle(mini):
     _, processor = mini
     rng = __import__("random").Random(2)
     for side in generic_images.SIZES:
-        ex = pretrain.generic_image_example(processor, rng, side)
+        ex = pretrain.encode(processor, [pretrain.generic_image_draft(rng, side)])[0]
         text = processor.tokenizer.decode(ex["input_ids"])
         assert "pixel_values" in ex and not any(t in text.lower() for t in puzzles.TASKS)
 
