@@ -17,7 +17,8 @@ made into such a base first (DESIGN §4), from two streams of examples, drawn af
 
 Each micro-batch holds one kind and one (task, level), so its sequences have similar lengths and
 little padding. The batch for micro-batch index i is a pure function of (seed, i): a resumed run
-draws exactly the data it would have drawn.
+draws exactly the data it would have drawn. With `workers` > 1 (default 2) each one-thread process
+draws the whole micro-batch and encodes and trains on its share of it (`Draft`, parallel.py).
 """
 
 from __future__ import annotations
