@@ -204,13 +204,16 @@ def truncate_metrics(path: Path, step: int) -> None:
     tmp.replace(path)
 
 
-def end_of_step(ckpt_dir, done: int, cfg, params: dict, optimizer, scheduler, interrupt: "Interrupt", save: bool = True) -> None:
+def end_of_step(ckpt_dir, done: int, cfg, params: dict, optimizer, scheduler, interrupt: "Interrupt", save: bool = True,
+                stop: bool | None = None) -> None:
     """After optimizer step `done`: checkpoint when due (every cfg.ckpt_every steps, the last step) or
     when Ctrl-C asked to stop, then stop if it did. Shared by the SFT and distillation loops; `save`
-    False on the helper ranks of a data-parallel run, whose weights are rank 0's."""
-    if save and (done % cfg.ckpt_every == 0 or done == cfg.steps or interrupt.requested):
+    False on the helper ranks of a data-parallel run, whose weights are rank 0's; `stop` there is
+    what the ranks agreed on for this step (default: whether Ctrl-C was pressed)."""
+    stop = interrupt.requested if stop is None else stop
+    if save and (done % cfg.ckpt_every == 0 or done == cfg.steps or stop):
         save_checkpoint(ckpt_dir, done, {n: p.detach() for n, p in params.items()}, optimizer, scheduler, capture_rng(), to_json(cfg))
-    if interrupt.requested and done < cfg.steps:
+    if stop and done < cfg.steps:
         raise KeyboardInterrupt(f"checkpoint saved at step {done}")
 
 

@@ -27,9 +27,9 @@ import random
 from pathlib import Path
 from typing import NamedTuple
 
-import puzzles
 import torch
 
+import puzzles
 from mgsd_mini import generic_images, model as models, parallel, prompts
 from mgsd_mini.config import BaseConfig, ConfigError, save as save_config
 from mgsd_mini.data import IGNORE, collate, encode_sft, encode_sfts

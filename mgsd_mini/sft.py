@@ -131,9 +131,11 @@ def train_sft(
                     loss_sum, _ = sft_loss_sum(model, batch)
                     (loss_sum / max(1, n_tokens)).backward()
                     total += loss_sum.item()
-                if world > 1:  # and a Ctrl-C on rank 0 reaches every rank at the same step
+                agreed_stop = None
+                if world > 1:  # and a Ctrl-C on rank 0 reaches every rank at the same step (one that comes
+                    # during the sum stays requested, for the next step: it must not be overwritten)
                     total, stop = parallel.sum_gradients(list(params.values()), total, float(interrupt.requested))
-                    interrupt.requested = stop > 0
+                    agreed_stop = stop > 0
                 loss = total / max(1, n_tokens)
                 grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()), cfg.max_grad_norm)
                 if not (math.isfinite(loss) and math.isfinite(grad_norm)):  # never step on a NaN: stop, weights untouched
@@ -151,7 +153,7 @@ def train_sft(
                     record = {"step": done, "loss": loss, "lr": lr, "grad_norm": float(grad_norm), "tokens": n_tokens, "elapsed_s": round(time.time() - t0, 3)}
                     with metrics_path.open("a") as f:
                         f.write(json.dumps(record) + "\n")
-                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt, save=rank == 0)
+                checkpoint.end_of_step(ckpt_dir, done, cfg, params, optimizer, scheduler, interrupt, save=rank == 0, stop=agreed_stop)
         finally:
             bar.close()
             model.eval()

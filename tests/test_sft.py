@@ -1,11 +1,12 @@
 """The SFT loop: the loss falls, resume is bit-identical, schedules, divergence stops cleanly."""
 
 import json
+import signal
 
 import pytest
 import torch
 
-from mgsd_mini import checkpoint, config, lora
+from mgsd_mini import checkpoint, config, lora, parallel
 from mgsd_mini import model as M
 from mgsd_mini.sft import TrainingDiverged, lr_factor, named_trainables, train_sft
 
@@ -118,3 +119,25 @@ def test_non_finite_loss_stops_with_step_and_keeps_checkpoint(tmp_path):
         train_sft(model, poisoned, named_trainables(model), cfg, tmp_path)
     state = checkpoint.load_latest(tmp_path / "checkpoints")
     assert state["step"] == 2 and all(torch.isfinite(t).all() for t in state["trainables"].values())
+
+
+def test_a_ctrl_c_during_the_ranks_gradient_sum_stops_the_run_at_the_next_step(tmp_path, monkeypatch):
+    """Two ranks, faked in one process: the Ctrl-C comes while rank 0 waits in the sum of step 3,
+    after it sent its flag. Every rank agreed to go on at step 3, so the request must count at
+    step 4 — not be overwritten by step 3's agreement, which let a run go on to its end."""
+    model, processor = lora_setup(dropout=0.0)
+    sums = []
+
+    def sum_during_which_ctrl_c_comes(params, *scalars):
+        sums.append(scalars)
+        if len(sums) == 3:
+            signal.raise_signal(signal.SIGINT)  # the handler of checkpoint.interruptible() takes it
+        return list(scalars)  # (the other rank adds nothing)
+
+    monkeypatch.setattr(parallel, "rank_world", lambda: (0, 2))
+    monkeypatch.setattr(parallel, "all_sum", lambda tensor: tensor)
+    monkeypatch.setattr(parallel, "sum_gradients", sum_during_which_ctrl_c_comes)
+    with pytest.raises(KeyboardInterrupt, match="checkpoint saved at step 4"):
+        train_sft(model, make_batches(processor), named_trainables(model), cfg_for(steps=8, ckpt_every=100), tmp_path)
+    assert [s[1] for s in sums] == [0.0, 0.0, 0.0, 1.0]  # step 4 sent the request; every rank stops there
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "checkpoints")] == ["step-000004"]
