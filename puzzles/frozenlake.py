@@ -12,7 +12,7 @@ import random
 from PIL import Image
 
 from puzzles.base import RESTATE, GridTask
-from puzzles.grid import MOVE_ORDER, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, step
+from puzzles.grid import look_around, MOVE_ORDER, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, step
 from puzzles.render import Canvas
 
 FROZEN_P = 0.9
@@ -91,7 +91,8 @@ class FrozenLake(GridTask):
             ("where is the start ?", cell_text(state["start"])),
             ("where is the goal ?", cell_text(state["goal"])),
             ("which cells are holes ?", cells_text(state["holes"])),
-            ("which moves are legal from the start ?", " ".join(self.legal_from_start(state)) or "none"),
+            ("which moves are legal from the start ?",
+             f"{look_around(self.grid(state), state['start'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:

@@ -29,6 +29,17 @@ def neighbours(cell: Cell, n: int) -> list[Cell]:
     return [c for a in MOVE_ORDER if in_grid(c := step(cell, a), n)]
 
 
+def look_around(grid: list[list[str]], cell: Cell) -> str:
+    """What lies one step each way from `cell`, in U D L R order: 'U ( 0 , 2 ) . D none L …'
+    (the cell and its symbol in `grid`, or none off the grid). A neighbour question's answer
+    writes this first, so each step of it is one lookup: a coordinate ± 1, then a symbol."""
+    seen = []
+    for a in MOVE_ORDER:
+        nxt = step(cell, a)
+        seen.append(f"{a} {cell_text(nxt)} {grid[nxt[0]][nxt[1]]}" if in_grid(nxt, len(grid)) else f"{a} none")
+    return " ".join(seen)
+
+
 def bfs_plan(start, move: Callable, done: Callable, actions: Iterable[str] = MOVE_ORDER) -> list[str] | None:
     """Shortest action sequence from `start` to a node where `done(node)`, or None if none exists.
 

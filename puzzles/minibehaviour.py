@@ -15,7 +15,7 @@ import random
 from PIL import Image
 
 from puzzles.base import RESTATE, GridTask
-from puzzles.grid import as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, neighbours, step
+from puzzles.grid import look_around, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, neighbours, step
 from puzzles.render import Canvas
 
 TABLE_SHAPE = (2, 3)  # rows x cols, as in the VisualPlanning benchmark
@@ -105,15 +105,18 @@ class MiniBehaviour(GridTask):
         return manhattan_plan(agent, p) + ["PICK"] + manhattan_plan(p, t) + ["DROP"]
 
     # --- views -----------------------------------------------------------------------------------
-    def symbolic_text(self, state: dict) -> str:
+    def grid(self, state: dict) -> list[list[str]]:
         n = state["size"]
         rows = [["."] * n for _ in range(n)]
         for r, c in state["table"]:
             rows[r][c] = "T"
         rows[state["printer"][0]][state["printer"][1]] = "P"
         rows[state["agent"][0]][state["agent"][1]] = "A"
+        return rows
+
+    def symbolic_text(self, state: dict) -> str:
         table = sorted(map(tuple, state["table"]))
-        return ("\n".join(" ".join(row) for row in rows)
+        return ("\n".join(" ".join(row) for row in self.grid(state))
                 + f"\nagent {cell_text(state['agent'])} printer {cell_text(state['printer'])}"
                 f" table {cell_text(table[0])} to {cell_text(table[-1])}")
 
@@ -121,15 +124,17 @@ class MiniBehaviour(GridTask):
         n = state["size"]
         table = sorted(map(tuple, state["table"]))
         near_printer, near_table = self.adjacent(state)
+        grid = self.grid(state)
         return [
             (RESTATE, self.symbolic_text(state)),
             ("what is the room size ?", f"{n}x{n}"),
             ("where is the agent ?", cell_text(state["agent"])),
             ("where is the printer ?", cell_text(state["printer"])),
             ("where is the table ?", f"{cell_text(table[0])} to {cell_text(table[-1])}"),
-            ("which cells are adjacent to the printer ?", cells_text(near_printer)),
+            ("which cells are adjacent to the printer ?", f"{look_around(grid, state['printer'])} : {cells_text(near_printer)}"),
             ("which cells are adjacent to the table ?", cells_text(near_table)),
-            ("which actions are legal for the agent ?", " ".join(self.legal_from_start(state)) or "none"),
+            ("which actions are legal for the agent ?",
+             f"{look_around(grid, state['agent'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:

@@ -9,6 +9,7 @@ import pytest
 
 import puzzles
 from puzzles import TASKS, get_task
+from puzzles.grid import cells_text
 
 MOVE = {"U": (-1, 0), "D": (1, 0), "L": (0, -1), "R": (0, 1)}
 
@@ -163,8 +164,38 @@ def test_perception_answers_determine_the_state(name):
         assert qa[0] == (puzzles.RESTATE, task.symbolic_text(state))  # the one multi-line answer
         assert all("\n" not in x for pair in qa[1:] for x in pair)
         assert task.canonical(state_from_perception(name, qa)) == task.canonical(state)
-        legal = dict(qa)[qa[-1][0]].split()
+        legal = dict(qa)[qa[-1][0]].split(" : ")[-1].split()  # after the look around, where one is written
         assert legal == [x for x in task.actions if task.verify(state, [x]).illegal is None] or legal == ["none"]
+
+
+def _look_around_reference(grid, cell):
+    """Each direction's neighbour written out by hand: (direction, (r, c) or None off the grid, symbol)."""
+    (r, c), n = cell, len(grid)
+    seen = [("U", (r - 1, c)), ("D", (r + 1, c)), ("L", (r, c - 1)), ("R", (r, c + 1))]
+    return [(a, (i, j), grid[i][j]) if 0 <= i < n and 0 <= j < n else (a, None, None) for a, (i, j) in seen]
+
+
+@pytest.mark.parametrize("name, question, cell_key", [("frozenlake", "which moves are legal from the start ?", "start"),
+                                                      ("minibehaviour", "which actions are legal for the agent ?", "agent"),
+                                                      ("minibehaviour", "which cells are adjacent to the printer ?", "printer")])
+def test_neighbour_answers_look_around_first_and_agree_with_the_rules(name, question, cell_key):
+    """A neighbour question is answered as 'U ( r , c ) X D none … : answer': the four neighbours and
+    their grid symbols, then the gold answer, which must follow from them."""
+    task, rng = get_task(name), random.Random(7)
+    for _ in range(60):
+        state = task.generate(rng.choice(task.levels), rng)
+        working, answer = dict(task.perception(state))[question].split(" : ")
+        words, seen = working.split(), _look_around_reference(task.grid(state), tuple(state[cell_key]))
+        expected = []
+        for a, cell, symbol in seen:
+            expected += [a, "none"] if cell is None else [a, "(", str(cell[0]), ",", str(cell[1]), ")", symbol]
+        assert words == expected
+        if question.startswith("which cells"):  # free neighbours: not the table, not off the grid
+            assert answer == cells_text(cell for _, cell, symbol in seen if cell and symbol != "T") or answer == "none"
+        else:  # a move is legal onto a free cell; PICK when the printer is next door
+            free = {".", "G"}
+            legal = [a for a, _, symbol in seen if symbol in free] + ["PICK"] * any(s == "P" for *_, s in seen)
+            assert answer == (" ".join(legal) or "none")
 
 
 def test_get_task_names_the_valid_tasks():
