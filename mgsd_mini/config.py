@@ -216,7 +216,7 @@ class EvalConfig:
     split: str = "test"
     benchmark: str | None = None
     batch_size: int = 16
-    max_new_tokens: int = 160
+    max_new_tokens: int = 256  # the longest gold answer, a FrozenLake 8x8 holes scan, is ~210 tokens
     seed: int = 0
     device: str | None = None
     json: str | None = None

@@ -275,7 +275,7 @@ def _perception_task(levels: dict[int, list[dict]]) -> dict:
 # ----------------------------------------------------------------------------- the loop
 
 
-def evaluate(model, processor, cases: list[dict], mode: str, batch_size: int = 16, max_new_tokens: int = 160,
+def evaluate(model, processor, cases: list[dict], mode: str, batch_size: int = 16, max_new_tokens: int = 256,
              model_name: str = "model", adapters=(), progress: bool = True) -> tuple[dict, list[dict]]:
     """Greedy answers for every prompt of `cases` in `mode`, scored: returns (summary, per-prompt rows)."""
     items = build_prompts(cases, mode, processor)

@@ -12,7 +12,7 @@ import random
 from PIL import Image
 
 from puzzles.base import RESTATE, GridTask
-from puzzles.grid import look_around, MOVE_ORDER, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, step
+from puzzles.grid import MOVE_ORDER, as_cell, bfs_plan, cell_text, in_grid, look_around, manhattan_plan, scan_rows, step
 from puzzles.render import Canvas
 
 FROZEN_P = 0.9
@@ -90,7 +90,7 @@ class FrozenLake(GridTask):
             ("what is the grid size ?", f"{n}x{n}"),
             ("where is the start ?", cell_text(state["start"])),
             ("where is the goal ?", cell_text(state["goal"])),
-            ("which cells are holes ?", cells_text(state["holes"])),
+            ("which cells are holes ?", scan_rows(self.grid(state), "H")),
             ("which moves are legal from the start ?",
              f"{look_around(self.grid(state), state['start'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
         ]

@@ -40,6 +40,15 @@ def look_around(grid: list[list[str]], cell: Cell) -> str:
     return " ".join(seen)
 
 
+def scan_rows(grid: list[list[str]], symbol: str) -> str:
+    """Every row, each cell's symbol after its column, and after each `symbol` its coordinates:
+    'row 0 0 . 1 H ( 0 , 1 ) 2 . row 1 0 S …'. It answers "where are all the `symbol` cells": each
+    one's coordinates are copies of the nearest row label and column number, where a bare list asked
+    the model to count its way to them."""
+    return " ".join(f"row {r} " + " ".join(f"{c} {s}" + (f" {cell_text((r, c))}" if s == symbol else "") for c, s in enumerate(row))
+                    for r, row in enumerate(grid))
+
+
 def bfs_plan(start, move: Callable, done: Callable, actions: Iterable[str] = MOVE_ORDER) -> list[str] | None:
     """Shortest action sequence from `start` to a node where `done(node)`, or None if none exists.
 

@@ -15,7 +15,7 @@ import random
 from PIL import Image
 
 from puzzles.base import RESTATE, GridTask
-from puzzles.grid import look_around, as_cell, bfs_plan, cell_text, cells_text, in_grid, manhattan_plan, neighbours, step
+from puzzles.grid import as_cell, bfs_plan, cell_text, cells_text, in_grid, look_around, manhattan_plan, neighbours, step
 from puzzles.render import Canvas
 
 TABLE_SHAPE = (2, 3)  # rows x cols, as in the VisualPlanning benchmark

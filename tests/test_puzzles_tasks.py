@@ -198,6 +198,20 @@ def test_neighbour_answers_look_around_first_and_agree_with_the_rules(name, ques
             assert answer == (" ".join(legal) or "none")
 
 
+def test_holes_answer_scans_every_row_and_places_each_hole():
+    """'which cells are holes ?' is answered by a scan: 'row r' then each cell's column and symbol,
+    every hole followed by its coordinates — built here cell by cell from the grid."""
+    task, rng = get_task("frozenlake"), random.Random(11)
+    for _ in range(60):
+        state = task.generate(rng.choice(task.levels), rng)
+        expected = []
+        for r, row in enumerate(task.grid(state)):
+            expected += ["row", str(r)]
+            for c, symbol in enumerate(row):
+                expected += [str(c), symbol] + (["(", str(r), ",", str(c), ")"] if [r, c] in state["holes"] else [])
+        assert dict(task.perception(state))["which cells are holes ?"].split() == expected
+
+
 def test_get_task_names_the_valid_tasks():
     with pytest.raises(ValueError, match="frozenlake, maze, minibehaviour"):
         puzzles.get_task("sokoban")
