@@ -84,15 +84,14 @@ class FrozenLake(GridTask):
         return f"{rows}\nstart {cell_text(state['start'])} goal {cell_text(state['goal'])}"
 
     def perception(self, state: dict) -> list[tuple[str, str]]:
-        n = state["size"]
+        n, grid = state["size"], self.grid(state)
         return [
             (RESTATE, self.symbolic_text(state)),
             ("what is the grid size ?", f"{n}x{n}"),
             ("where is the start ?", cell_text(state["start"])),
             ("where is the goal ?", cell_text(state["goal"])),
-            ("which cells are holes ?", scan_rows(self.grid(state), "H")),
-            ("which moves are legal from the start ?",
-             f"{look_around(self.grid(state), state['start'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
+            ("which cells are holes ?", scan_rows(grid, "H")),
+            ("which moves are legal from the start ?", f"{look_around(grid, state['start'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:

@@ -124,7 +124,7 @@ class MiniBehaviour(GridTask):
         n = state["size"]
         table = sorted(map(tuple, state["table"]))
         near_printer, near_table = self.adjacent(state)
-        grid = self.grid(state)
+        grid = self.grid(state)  # the look arounds read it
         return [
             (RESTATE, self.symbolic_text(state)),
             ("what is the room size ?", f"{n}x{n}"),
@@ -133,8 +133,7 @@ class MiniBehaviour(GridTask):
             ("where is the table ?", f"{cell_text(table[0])} to {cell_text(table[-1])}"),
             ("which cells are adjacent to the printer ?", f"{look_around(grid, state['printer'])} : {cells_text(near_printer)}"),
             ("which cells are adjacent to the table ?", cells_text(near_table)),
-            ("which actions are legal for the agent ?",
-             f"{look_around(grid, state['agent'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
+            ("which actions are legal for the agent ?", f"{look_around(grid, state['agent'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:
