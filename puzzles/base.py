@@ -95,6 +95,10 @@ class GridTask:
         start, move, _ = self.rules(state)
         return [a for a in self.actions if move(start, a)[1] is None]
 
+    def legal_text(self, state: dict) -> str:
+        """The legal actions from the start as a perception answer writes them: 'U D R', or 'none'."""
+        return " ".join(self.legal_from_start(state)) or "none"
+
     def verify(self, state: dict, actions: list[str] | None) -> Outcome:
         if not actions or not isinstance(actions, (list, tuple)) or any(a not in self.actions for a in actions):
             return PARSE_FAILURE

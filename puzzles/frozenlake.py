@@ -91,7 +91,7 @@ class FrozenLake(GridTask):
             ("where is the start ?", cell_text(state["start"])),
             ("where is the goal ?", cell_text(state["goal"])),
             ("which cells are holes ?", scan_rows(grid, "H")),
-            ("which moves are legal from the start ?", f"{look_around(grid, state['start'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
+            ("which moves are legal from the start ?", f"{look_around(grid, state['start'])} : {self.legal_text(state)}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:

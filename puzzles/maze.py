@@ -107,7 +107,7 @@ class Maze(GridTask):
             ("what is the grid size ?", f"{n}x{n}"),
             ("where is the start ?", cell_text(state["start"])),
             ("where is the target ?", cell_text(state["target"])),
-            ("which moves are legal from the start ?", " ".join(self.legal_from_start(state)) or "none"),
+            ("which moves are legal from the start ?", self.legal_text(state)),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:

@@ -133,7 +133,7 @@ class MiniBehaviour(GridTask):
             ("where is the table ?", f"{cell_text(table[0])} to {cell_text(table[-1])}"),
             ("which cells are adjacent to the printer ?", f"{look_around(grid, state['printer'])} : {cells_text(near_printer)}"),
             ("which cells are adjacent to the table ?", cells_text(near_table)),
-            ("which actions are legal for the agent ?", f"{look_around(grid, state['agent'])} : {' '.join(self.legal_from_start(state)) or 'none'}"),
+            ("which actions are legal for the agent ?", f"{look_around(grid, state['agent'])} : {self.legal_text(state)}"),
         ]
 
     def render(self, state: dict, size: int) -> Image.Image:
