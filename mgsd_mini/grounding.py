@@ -33,12 +33,34 @@ def task_levels(cfg) -> dict[str, list[int]]:
     return evaluate.choose_levels(cfg.tasks, cfg.levels)
 
 
+def train_records(task: str, level: int, cfg: GroundingConfig) -> list[dict]:
+    """The `n_per_level` train puzzles of (task, level): make_split's first ones, except that where
+    the task has rare cases (GridTask.rare) `rare_frac` of them are rare, the first rare ones of a
+    longer draw of the same split, and the rest the first others. A relation the generator seldom
+    shows (MiniBehaviour's agent next to the printer) is then seen often enough to be learned; test
+    puzzles stay as the generator draws them."""
+    if not 0 <= cfg.rare_frac <= 1:
+        raise ValueError(f"--rare-frac must be in 0..1, got {cfg.rare_frac}")
+    rare_of = puzzles.get_task(task).rare
+    n_rare = round(cfg.rare_frac * cfg.n_per_level)
+    draw = cfg.n_per_level
+    while True:  # make_split(n) is the first n of make_split(2n): doubling only draws further
+        pool = puzzles.make_split(task, level, "train", draw, cfg.seed)
+        rare = [record for record in pool if rare_of(record["state"])]
+        common = [record for record in pool if not rare_of(record["state"])]
+        if n_rare == 0 or not rare:  # nothing to over-sample: the puzzles as drawn
+            return pool
+        if len(rare) >= n_rare and len(common) >= cfg.n_per_level - n_rare:
+            return common[:cfg.n_per_level - n_rare] + rare[:n_rare]
+        draw *= 2
+
+
 def perception_pairs(processor, cfg: GroundingConfig):
     """Per train puzzle of every task and level: ([(perception prompt, answer) of each of its questions], its image)."""
     instructions = prompts.instructed(processor)
     for task, levels in task_levels(cfg).items():
         for level in levels:
-            for record in puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed):
+            for record in train_records(task, level, cfg):
                 pairs = [(prompts.perception_prompt(task, qa["question"], instructions), qa["answer"]) for qa in record["perception"]]
                 yield pairs, models.puzzle_image(processor, task, level, record["state"])
 

@@ -99,6 +99,11 @@ class GridTask:
         """The legal actions from the start as a perception answer writes them: 'U D R', or 'none'."""
         return " ".join(self.legal_from_start(state)) or "none"
 
+    def rare(self, state: dict) -> bool:
+        """Whether `state` is a case the generator seldom draws but perception must read (grounding
+        draws a share of its training puzzles from these); no state is, unless a task says so."""
+        return False
+
     def verify(self, state: dict, actions: list[str] | None) -> Outcome:
         if not actions or not isinstance(actions, (list, tuple)) or any(a not in self.actions for a in actions):
             return PARSE_FAILURE

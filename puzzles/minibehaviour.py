@@ -96,6 +96,11 @@ class MiniBehaviour(GridTask):
         near_table = {c for t in table for c in neighbours(t, n)} - table
         return sorted(near_printer), sorted(near_table)
 
+    def rare(self, state: dict) -> bool:
+        """The agent next to the printer (~1 room in 5): the only rooms where a look around shows
+        the other one (P next to the agent, A next to the printer) and PICK is legal at the start."""
+        return tuple(state["agent"]) in neighbours(tuple(state["printer"]), state["size"])
+
     def blind_plan(self, state: dict) -> list[str]:
         """Ignore the table and the printer: the nearest (p, t) pair in Manhattan distance."""
         agent = tuple(state["agent"])

@@ -236,21 +236,37 @@ def test_generic_images_never_show_a_puzzle(mini):
 
 def test_grounding_data_never_contains_a_test_puzzle(mini):
     _, processor = mini
-    cfg = config.resolve("grounding", "mini", {"n_per_level": 3, "levels": "3,5"})
+    cfg = config.resolve("grounding", "mini", {"n_per_level": 3, "levels": "3,5", "rare_frac": 0.5})  # (a longer draw for MiniBehaviour)
     puzzles_questions = grounding.perception_examples(processor, cfg)
     # every example's answer is a gold perception answer of a train-split puzzle
     n_questions = n_puzzles = 0
     for task, levels in grounding.task_levels(cfg).items():
         for level in levels:
-            records = puzzles.make_split(task, level, "train", 3, cfg.seed)
+            records = grounding.train_records(task, level, cfg)
             assert all(r["split"] == "train" for r in records)
-            test_ids = {r["id"] for r in puzzles.make_split(task, level, "test", 20, cfg.seed)}
+            test_ids = {r["id"] for r in puzzles.make_split(task, level, "test", 100, cfg.seed)}
             assert not test_ids & {r["id"] for r in records}
             n_questions += sum(len(r["perception"]) for r in records)
             n_puzzles += len(records)
     assert len(puzzles_questions) == n_puzzles and sum(map(len, puzzles_questions)) == n_questions
     # the questions about one puzzle share its pixel tensor (memory)
     assert all(len({id(ex["pixel_values"]) for ex in questions}) == 1 for questions in puzzles_questions)
+
+
+@pytest.mark.parametrize("n, frac, seed", [(40, 0.5, 0), (25, 0.3, 1), (12, 1.0, 2)])
+def test_grounding_draws_rare_frac_of_the_rooms_with_the_agent_next_to_the_printer(n, frac, seed):
+    cfg = config.resolve("grounding", "mini", {"n_per_level": n, "rare_frac": frac, "seed": seed})
+    records = grounding.train_records("minibehaviour", 5, cfg)
+    next_to = lambda r: abs(r["state"]["agent"][0] - r["state"]["printer"][0]) + abs(r["state"]["agent"][1] - r["state"]["printer"][1]) == 1  # noqa: E731
+    assert len(records) == len({r["id"] for r in records}) == n and all(r["split"] == "train" for r in records)
+    assert sum(map(next_to, records)) == round(frac * n)
+    assert sum(map(next_to, puzzles.make_split("minibehaviour", 5, "train", n, seed))) < round(frac * n)  # as drawn: ~1 in 5
+    # no rare cases (FrozenLake), or rare_frac 0: make_split's puzzles, in its order
+    for task, level, over in [("frozenlake", 4, {"rare_frac": 0.5}), ("minibehaviour", 5, {"rare_frac": 0.0})]:
+        cfg = config.resolve("grounding", "mini", {"n_per_level": n, "seed": seed, **over})
+        assert grounding.train_records(task, level, cfg) == puzzles.make_split(task, level, "train", n, seed)
+    with pytest.raises(ValueError, match="rare-frac must be in 0..1"):
+        grounding.train_records("minibehaviour", 5, config.resolve("grounding", "mini", {"rare_frac": 1.5}))
 
 
 @pytest.mark.parametrize("pack,pack_size", [(True, 0), (True, 2), (False, 0)])
