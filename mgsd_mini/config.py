@@ -144,8 +144,8 @@ class GroundingConfig(Optim):
     # Share of a task-level's training puzzles drawn from its rare cases (GridTask.rare; 0 = as drawn).
     # MiniBehaviour's agent is next to the printer in ~1 room in 5, the only rooms whose look arounds
     # show P or A, and as drawn the student missed them there. 0.5 got those rooms right and the
-    # others wrong (MiniBehaviour 70 %, against 80 % as drawn); 0.3 read 82 % — within a run's
-    # spread, so the default stays as drawn (README, "Status").
+    # others wrong (MiniBehaviour 70 %, against 80 % as drawn); 0.3 read 82 and 74 % (two seeds) —
+    # no better than a run's spread, so the default stays as drawn (README, "Status").
     rare_frac: float = 0.0
     eval_n: int = 50  # held-out test puzzles per task and level for the closing perception eval; 0 = skip
     # The base's own stage-0 planning examples added to every step, in one more micro-batch (mini
