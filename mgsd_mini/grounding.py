@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 import puzzles
+from puzzles.base import GridTask
 from mgsd_mini import evaluate, lora, model as models, parallel, pretrain, prompts, report
 from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sfts, pack_shared_prefix
@@ -41,15 +42,16 @@ def train_records(task: str, level: int, cfg: GroundingConfig) -> list[dict]:
     puzzles stay as the generator draws them."""
     if not 0 <= cfg.rare_frac <= 1:
         raise ValueError(f"--rare-frac must be in 0..1, got {cfg.rare_frac}")
-    rare_of = puzzles.get_task(task).rare
+    t = puzzles.get_task(task)
     n_rare = round(cfg.rare_frac * cfg.n_per_level)
+    if n_rare == 0 or type(t).rare is GridTask.rare:  # nothing to over-sample: the puzzles as drawn
+        return puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed)
     draw = cfg.n_per_level
     while True:  # make_split(n) is the first n of make_split(2n): doubling only draws further
         pool = puzzles.make_split(task, level, "train", draw, cfg.seed)
-        rare = [record for record in pool if rare_of(record["state"])]
-        common = [record for record in pool if not rare_of(record["state"])]
-        if n_rare == 0 or not rare:  # nothing to over-sample: the puzzles as drawn
-            return pool
+        is_rare = [t.rare(record["state"]) for record in pool]
+        rare = [record for record, r in zip(pool, is_rare) if r]
+        common = [record for record, r in zip(pool, is_rare) if not r]
         if len(rare) >= n_rare and len(common) >= cfg.n_per_level - n_rare:
             return common[:cfg.n_per_level - n_rare] + rare[:n_rare]
         draw *= 2
