@@ -45,22 +45,51 @@ def encode_chats(processor, conversations: list[list[dict]], images: list | None
 
 
 def _encode_texts(processor, texts: list[str], images: list | None) -> list[dict]:
-    """`encode_chats` of conversations already rendered by the chat template."""
+    """`encode_chats` of conversations already rendered by the chat template.
+
+    The processor runs on the first text alone: with images it would process a copy of them per
+    text (most of the cost of encoding a puzzle's questions). The others are tokenized with each
+    <|image_pad|> expanded to as many as it expanded the first's to — checked on the first, and if
+    this processor expands otherwise, every text goes through it as before.
+    """
     images = list(images or [])
-    enc = processor(text=texts, images=images * len(texts) or None, padding=True, return_tensors="pt")
-    types, examples = enc.get("mm_token_type_ids"), []
-    if images:  # every row shows the same images: one copy of their pixels (a copy, not a view of
-        # all the rows' pixels), shared by the examples — pixels are most of grounding's data memory
-        grids = enc["image_grid_thw"][:len(images)].clone()
-        pixels = enc["pixel_values"][:int(grids.prod(-1).sum())].clone()
-    for row in range(len(texts)):
+    if not images:
+        return _rows(processor, processor(text=texts, padding=True, return_tensors="pt"))
+    enc = processor(text=texts[:1], images=images, padding=True, return_tensors="pt")
+    # every row shows the same images: one copy of their pixels, shared by the examples — pixels
+    # are most of grounding's data memory
+    pixels, grids = enc["pixel_values"], enc["image_grid_thw"]
+    pads = (grids.prod(-1) // processor.image_processor.merge_size ** 2).tolist()
+    expanded = [_expand_image_pads(text, pads) for text in texts]
+    first = _rows(processor, enc)[0]
+    rest = processor.tokenizer(expanded, padding=True, return_tensors="pt")
+    if not torch.equal(_rows(processor, rest)[0]["input_ids"], first["input_ids"]):  # not the expansion we know
+        enc = processor(text=texts, images=images * len(texts), padding=True, return_tensors="pt")
+        rows = _rows(processor, enc)
+    else:
+        rows = [first] + _rows(processor, rest)[1:]
+    for ex in rows:
+        ex["pixel_values"], ex["image_grid_thw"] = pixels, grids
+    return rows
+
+
+def _expand_image_pads(text: str, pads: list[int]) -> str:
+    """`text` with its i-th <|image_pad|> repeated pads[i] times (the processor's expansion)."""
+    parts = text.split(_IMAGE_PAD)
+    if len(parts) - 1 != len(pads):
+        raise ValueError(f"{len(parts) - 1} image placeholders in the text for {len(pads)} images")
+    return parts[0] + "".join(_IMAGE_PAD * n + part for n, part in zip(pads, parts[1:]))
+
+
+def _rows(processor, enc) -> list[dict]:
+    """One example (input_ids, attention_mask, mm_token_type_ids, without padding) per row of a processor or tokenizer output."""
+    types, rows = enc.get("mm_token_type_ids"), []
+    for row in range(len(enc["input_ids"])):
         real = enc["attention_mask"][row].bool()
         ex = {"input_ids": enc["input_ids"][row][real], "attention_mask": enc["attention_mask"][row][real]}
         ex["mm_token_type_ids"] = types[row][real].int() if types is not None else mm_token_types(ex["input_ids"], processor.tokenizer)
-        if images:
-            ex["pixel_values"], ex["image_grid_thw"] = pixels, grids
-        examples.append(ex)
-    return examples
+        rows.append(ex)
+    return rows
 
 
 def encode_sft(processor, prompt_messages: list[dict], response_text: str, images: list | None) -> dict:

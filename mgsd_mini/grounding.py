@@ -2,7 +2,7 @@
 
 The student learns to recover the symbolic state from pixels: grid size, where the start / goal /
 agent / printer / table are, which cells are holes, which sides of each maze cell are open, which
-moves are legal. Data: every perception question of `n_per_level` train-split puzzles per task and
+moves are legal. Data: every perception question of `puzzles_per_level` train-split puzzles per task and
 level (never a val/test puzzle), each answered exactly; with `pack_questions`, a puzzle's
 questions (or each `pack_size` of them) are packed into one sequence that shows its image once. Only the LoRA adapter trains; the base
 model stays frozen (the paper adapts the language model only; the mini preset adapts its vision
@@ -25,7 +25,7 @@ import torch
 import puzzles
 from puzzles.base import GridTask
 from mgsd_mini import evaluate, lora, model as models, parallel, pretrain, prompts, report
-from mgsd_mini.config import BaseConfig, GroundingConfig, save as save_config
+from mgsd_mini.config import TASKS, BaseConfig, GroundingConfig, save as save_config
 from mgsd_mini.data import collate, encode_sfts, pack_shared_prefix
 from mgsd_mini.sft import named_trainables, train_sft
 
@@ -34,27 +34,36 @@ def task_levels(cfg) -> dict[str, list[int]]:
     return evaluate.choose_levels(cfg.tasks, cfg.levels)
 
 
+def puzzles_per_level(task: str, cfg: GroundingConfig) -> int:
+    """How many train puzzles each level of `task` gives: n_per_level if set, else the task's n_per_level_by_task."""
+    return cfg.n_per_level if cfg.n_per_level is not None else cfg.n_per_level_by_task[TASKS.index(task)]
+
+
 def train_records(task: str, level: int, cfg: GroundingConfig) -> list[dict]:
-    """The `n_per_level` train puzzles of (task, level): make_split's first ones, except that where
+    """The train puzzles of (task, level) (`puzzles_per_level`): make_split's first ones, except that where
     the task has rare cases (GridTask.rare) `rare_frac` of them are rare, the first rare ones of a
     longer draw of the same split, and the rest the first others. A relation the generator seldom
     shows (MiniBehaviour's agent next to the printer) is then seen often enough to be learned; test
     puzzles stay as the generator draws them."""
-    if not 0 <= cfg.rare_frac <= 1:
-        raise ValueError(f"--rare-frac must be in 0..1, got {cfg.rare_frac}")
-    t = puzzles.get_task(task)
-    n_rare = round(cfg.rare_frac * cfg.n_per_level)
+    t, n = puzzles.get_task(task), puzzles_per_level(task, cfg)
+    n_rare = round(cfg.rare_frac * n)
     if n_rare == 0 or type(t).rare is GridTask.rare:  # nothing to over-sample: the puzzles as drawn
-        return puzzles.make_split(task, level, "train", cfg.n_per_level, cfg.seed)
-    draw = cfg.n_per_level
-    while True:  # make_split(n) is the first n of make_split(2n): doubling only draws further
-        pool = puzzles.make_split(task, level, "train", draw, cfg.seed)
+        return puzzles.make_split(task, level, "train", n, cfg.seed)
+    draw = n
+    while True:  # make_split(n) is the first n of make_split(m > n): a longer draw only draws further
+        try:
+            pool = puzzles.make_split(task, level, "train", draw, cfg.seed)
+        except ValueError as e:  # the level holds fewer puzzles than the draw
+            raise ValueError(f"{task} level {level}: {n_rare} rare and {n - n_rare} other train puzzles are more than it holds "
+                             f"({e}); lower --rare-frac or its count of puzzles") from e
         is_rare = [t.rare(record["state"]) for record in pool]
         rare = [record for record, r in zip(pool, is_rare) if r]
         common = [record for record, r in zip(pool, is_rare) if not r]
-        if len(rare) >= n_rare and len(common) >= cfg.n_per_level - n_rare:
-            return common[:cfg.n_per_level - n_rare] + rare[:n_rare]
-        draw *= 2
+        if len(rare) >= n_rare and len(common) >= n - n_rare:
+            return common[:n - n_rare] + rare[:n_rare]
+        # draw further, by the shortfall's ratio (a task-level holds a few thousand puzzles, not 2^k n)
+        short = max(n_rare / max(1, len(rare)), (n - n_rare) / max(1, len(common)))
+        draw = math.ceil(draw * min(2.0, 1.1 * short))
 
 
 def perception_pairs(processor, cfg: GroundingConfig):
@@ -67,24 +76,33 @@ def perception_pairs(processor, cfg: GroundingConfig):
                 yield pairs, models.puzzle_image(processor, task, level, record["state"])
 
 
-def perception_examples(processor, cfg: GroundingConfig) -> list[list[dict]]:
+def perception_examples(processor, cfg: GroundingConfig, then=None) -> list:
     """The encoded perception questions of each train puzzle: one list per puzzle (sharing one pixel
-    tensor). Under `parallel.run` each rank encodes its share of the puzzles and they swap the rest:
+    tensor), or what `then` makes of it. Under `parallel.run` each rank encodes its share of the
+    puzzles, runs `then` on them (training: `puzzle_units`, packing) and they swap the results:
     encoding (chat template, tokenizer, image processor) is most of a run's first minute."""
-    puzzles_questions = parallel.map_shared(lambda item: encode_sfts(processor, item[0], [item[1]]), list(perception_pairs(processor, cfg)))
-    if not puzzles_questions:
+    def encode(item):
+        questions = encode_sfts(processor, item[0], [item[1]])
+        return then(questions) if then else questions
+
+    per_puzzle = parallel.map_shared(encode, list(perception_pairs(processor, cfg)))
+    if not per_puzzle:
         raise ValueError("no grounding data: check --tasks, --levels and --n-per-level")
-    return puzzles_questions
+    return per_puzzle
+
+
+def puzzle_units(questions: list[dict], model, cfg: GroundingConfig) -> list[dict]:
+    """What a micro-batch holds `batch_size` of, from one puzzle's encoded questions: the questions,
+    or with `pack_questions` one packed sequence per `pack_size` of them (0 = all), in order."""
+    if not cfg.pack_questions:
+        return questions
+    size = cfg.pack_size or len(questions)
+    return [pack_shared_prefix(questions[i:i + size], model.model.get_rope_index) for i in range(0, len(questions), size)]
 
 
 def training_units(puzzles_questions: list[list[dict]], model, cfg: GroundingConfig) -> list[dict]:
-    """What a micro-batch holds `batch_size` of: one example per question, or with `pack_questions`
-    one packed sequence per `pack_size` questions of a puzzle (0 = all of them), in the puzzle's order."""
-    if not cfg.pack_questions:
-        return [example for questions in puzzles_questions for example in questions]
-    size = cfg.pack_size or max(map(len, puzzles_questions))
-    return [pack_shared_prefix(questions[i:i + size], model.model.get_rope_index)
-            for questions in puzzles_questions for i in range(0, len(questions), size)]
+    """Every puzzle's `puzzle_units`, puzzle after puzzle."""
+    return [unit for questions in puzzles_questions for unit in puzzle_units(questions, model, cfg)]
 
 
 def make_batches(examples: list[dict], pad_id: int, cfg: GroundingConfig):
@@ -193,10 +211,9 @@ def train(cfg: GroundingConfig, run_dir: Path, resume: bool = False):
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, lora.LM_TARGETS + lora.VISION_TARGETS, scope=None)
     else:
         lora.add_lora(model, "grounding", cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
-    puzzles_questions = perception_examples(processor, cfg)
-    n_questions, n_puzzles = sum(map(len, puzzles_questions)), len(puzzles_questions)
-    units = training_units(puzzles_questions, model, cfg)
-    del puzzles_questions  # packed, the per-question examples are no longer needed
+    per_puzzle = perception_examples(processor, cfg, then=lambda questions: (len(questions), puzzle_units(questions, model, cfg)))
+    n_questions, n_puzzles = sum(n for n, _ in per_puzzle), len(per_puzzle)
+    units = [unit for _, puzzle in per_puzzle for unit in puzzle]
     if cfg.steps <= 0:  # derive the step count from the epochs
         cfg.steps = math.ceil(cfg.epochs * len(units) / (cfg.batch_size * cfg.grad_accum))
     if rank == 0:

@@ -197,3 +197,30 @@ def test_encoding_a_puzzles_questions_in_one_call_equals_one_by_one(processor, t
     for pair, example in zip(text_only, encode_sfts(processor, text_only, None), strict=True):
         alone = encode_sft(processor, *pair, None)
         assert example.keys() == alone.keys() and all(torch.equal(example[k], v) for k, v in alone.items())
+
+
+def test_a_processor_that_expands_image_pads_otherwise_gets_every_text_with_its_images(processor, monkeypatch):
+    """_encode_texts tokenizes all but the first text itself; where its expansion of <|image_pad|>
+    disagrees with the processor's on the first, each text goes through the processor."""
+    from mgsd_mini import data
+    from mgsd_mini.data import encode_sfts
+
+    pairs = [(prompts.perception_prompt("maze", q), a) for q, a in [("where is the goal ?", "( 0 , 1 )"), ("what is the grid size ?", "3x3")]]
+    image = _image(3, 4)
+    expected = encode_sfts(processor, pairs, [image])
+    monkeypatch.setattr(data, "_expand_image_pads", lambda text, pads: text.replace("<|image_pad|>", "<|image_pad|>" * (pads[0] + 1)))
+    for got, want in zip(encode_sfts(processor, pairs, [image]), expected, strict=True):
+        assert got.keys() == want.keys() and all(torch.equal(got[k], v) for k, v in want.items())
+
+
+def test_two_images_in_one_text_expand_each_by_its_own_grid(processor):
+    from mgsd_mini.data import encode_sfts
+
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "and"}, {"type": "image"}, {"type": "text", "text": "?"}]}]
+    images = [_image(3, 5), _image(5, 6)]
+    together = encode_sfts(processor, [(prompt, "a"), (prompt, "b c")], images)
+    for response, example in zip(["a", "b c"], together, strict=True):
+        alone = encode_sft(processor, prompt, response, images)
+        assert example.keys() == alone.keys() and all(torch.equal(example[k], v) for k, v in alone.items())
+    grids = together[1]["image_grid_thw"]
+    assert len(grids) == 2 and int(together[1]["mm_token_type_ids"].sum()) == int(grids.prod(-1).sum()) // 4  # a token per 2x2 patches

@@ -265,8 +265,30 @@ def test_grounding_draws_rare_frac_of_the_rooms_with_the_agent_next_to_the_print
     for task, level, over in [("frozenlake", 4, {"rare_frac": 0.5}), ("minibehaviour", 5, {"rare_frac": 0.0})]:
         cfg = config.resolve("grounding", "mini", {"n_per_level": n, "seed": seed, **over})
         assert grounding.train_records(task, level, cfg) == puzzles.make_split(task, level, "train", n, seed)
-    with pytest.raises(ValueError, match="rare-frac must be in 0..1"):
-        grounding.train_records("minibehaviour", 5, config.resolve("grounding", "mini", {"rare_frac": 1.5}))
+    for bad in (1.5, -0.1):
+        with pytest.raises(config.ConfigError, match="rare-frac must be in 0..1"):
+            config.resolve("grounding", "mini", {"rare_frac": bad})
+
+
+def test_grounding_draws_each_tasks_own_number_of_puzzles_a_level():
+    cfg = config.resolve("grounding", "mini", {"n_per_level_by_task": "3,2,5", "rare_frac": 0.0})
+    assert {t: [len(grounding.train_records(t, level, cfg)) for level in levels] for t, levels in grounding.task_levels(cfg).items()} \
+        == {"frozenlake": [3, 3, 3], "maze": [2, 2], "minibehaviour": [5]}
+    assert grounding.puzzles_per_level("maze", config.resolve("grounding", "mini", {"n_per_level": 7})) == 7  # one count for all
+    for bad in ("3,2", "3,0,5", ""):
+        with pytest.raises(config.ConfigError, match="a count of at least 1 for each of frozenlake,maze,minibehaviour"):
+            config.resolve("grounding", "mini", {"n_per_level_by_task": bad})
+
+
+def test_a_rare_share_that_needs_most_of_a_levels_puzzles_draws_no_more_than_it_holds():
+    # MiniBehaviour level 5 holds 3,294 train rooms, 501 with the agent next to the printer: 448
+    # rare of 1,400 need a draw of ~3,000 (doubling from 1,400 would ask for 5,600)
+    t = puzzles.get_task("minibehaviour")
+    cfg = config.resolve("grounding", "mini", {"n_per_level_by_task": "1,1,1400", "rare_frac": 0.32})
+    records = grounding.train_records("minibehaviour", 5, cfg)
+    assert len(records) == len({r["id"] for r in records}) == 1400 and sum(t.rare(r["state"]) for r in records) == 448
+    with pytest.raises(ValueError, match="minibehaviour level 5: 700 rare and 700 other train puzzles are more than it holds"):
+        grounding.train_records("minibehaviour", 5, config.resolve("grounding", "mini", {"n_per_level_by_task": "1,1,1400", "rare_frac": 0.5}))
 
 
 @pytest.mark.parametrize("pack,pack_size", [(True, 0), (True, 2), (False, 0)])
