@@ -59,15 +59,14 @@ def _encode_texts(processor, texts: list[str], images: list | None) -> list[dict
     # every row shows the same images: one copy of their pixels, shared by the examples — pixels
     # are most of grounding's data memory
     pixels, grids = enc["pixel_values"], enc["image_grid_thw"]
-    pads = (grids.prod(-1) // processor.image_processor.merge_size ** 2).tolist()
-    expanded = [_expand_image_pads(text, pads) for text in texts]
-    first = _rows(processor, enc)[0]
-    rest = processor.tokenizer(expanded, padding=True, return_tensors="pt")
-    if not torch.equal(_rows(processor, rest)[0]["input_ids"], first["input_ids"]):  # not the expansion we know
-        enc = processor(text=texts, images=images * len(texts), padding=True, return_tensors="pt")
-        rows = _rows(processor, enc)
-    else:
-        rows = [first] + _rows(processor, rest)[1:]
+    rows = _rows(processor, enc)
+    if len(texts) > 1:  # the first again, tokenized as the others are: the check of the expansion
+        pads = (grids.prod(-1) // processor.image_processor.merge_size ** 2).tolist()
+        tokenized = _rows(processor, processor.tokenizer([_expand_image_pads(text, pads) for text in texts], padding=True, return_tensors="pt"))
+        if torch.equal(tokenized[0]["input_ids"], rows[0]["input_ids"]):
+            rows += tokenized[1:]
+        else:  # not the expansion we know
+            rows = _rows(processor, processor(text=texts, images=images * len(texts), padding=True, return_tensors="pt"))
     for ex in rows:
         ex["pixel_values"], ex["image_grid_thw"] = pixels, grids
     return rows
