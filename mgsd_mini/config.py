@@ -59,15 +59,15 @@ class BaseConfig(Optim):
     lr: float = 1e-3
     weight_decay: float = 0.1
     schedule: str = "wsd"
-    # The shipped base is three runs: these defaults (9,000 steps from scratch), then 1,500 more from
-    # that model with the prompt forms of stage 2 — `--continue-from runs/base/model --plan-frac 0.4
-    # --own-state-frac 0.3 --vision-steps 0 --steps 1500 --lr 3e-4` — then 400 more with
-    # `--own-state-image generic` and `--steps 400` (README, "Training").
-    # The first run: 300 image-only steps, then mixed, ~0.47 s a step, 70 min 38 s on 2 cores. The
-    # warm-up fraction is a previous base's (78 of 3,300 steps): 212 steps here, as that run had.
+    # The shipped base is one run of these defaults: 300 image-only steps, then mixed batches of 8
+    # planning or generic-image examples x 4 accumulated, 40 min 17 s on 2 cores (README, "Training").
+    # A batch of 8 x 4 learned faster a step than 32 x 1 (a 1,200-step pilot planned from text at
+    # 56.9 against 44.1 %) for ~0.45 s a step either way. The warm-up fraction is a previous base's
+    # (78 of 3,300 steps).
     warmup_frac: float = 78 / 3300
-    steps: int = 9000
-    batch_size: int = 32
+    steps: int = 4700
+    batch_size: int = 8
+    grad_accum: int = 4
     ship: bool = False  # also install the result as the shipped mini base (mgsd_mini/assets/mini-base)
     # The text decoder's shape, 128 wide with 4 heads. 8 layers x 256 planned no better than 6 x 512
     # at the same wall time (README, "Status": the pilot table).
@@ -85,16 +85,16 @@ class BaseConfig(Optim):
     image_frac: float = 0.15
     # Share of planning prompts with a "Reference plan : ..." line, so that the base is also a
     # teacher on the prompt stage 2 gives it by default (`DistillConfig.reference_plan`).
-    plan_frac: float = 0.0
+    plan_frac: float = 0.4
     # Share of planning prompts that give the task name only, the restated state unlabelled in the
     # response (pretrain.planning_draft): the base learns to plan from a state it wrote.
-    own_state_frac: float = 0.0
+    own_state_frac: float = 0.3
     # What the own-state prompts show before the task name: nothing ("none"), a generic grid of the
     # puzzle's size ("generic"), or the puzzle's own image ("puzzle") — the student's prompt. The base
     # planned from a gold state forced after the task name alone at 85.2 %, after the image-mode
     # prompt at 49.9 % (bench/plan_from_restatement.py --prompt task / image); 400 steps with
-    # "generic" brought the latter to 78.8 % (the shipped base's third run).
-    own_state_image: str = "none"
+    # "generic" brought the latter to 78.8 % (a previous base's third run).
+    own_state_image: str = "generic"
     # Share of the text batches that ask one of a puzzle's perception questions (not the restatement)
     # with its symbolic state in the prompt (pretrain.question_draft), so that the base might learn
     # in text the relations grounding must answer from the image. Off: 3,000 steps at 0.5 answered
@@ -109,6 +109,14 @@ class BaseConfig(Optim):
     # grounding; every rank draws the whole batch and encodes its share (pretrain.Draft), so the data
     # are the same at any count.
     workers: int = 2
+    # Each task's share of the planning batches, in TASKS order, split evenly over its levels. Maze
+    # plans worst: at even shares 5,200 steps planned it from text at 66.0 % (macro 82.9 %), at 1.5
+    # 4,700 steps at 91.0 % (macro 94.1 %; README, "Training").
+    task_shares: tuple[float, ...] = (1.0, 1.5, 1.0)
+
+    def __post_init__(self):
+        if len(self.task_shares) != len(TASKS) or min(self.task_shares, default=0) <= 0:
+            raise ConfigError(f"--task-shares needs a positive share for each of {','.join(TASKS)}, got {self.task_shares}")
 
 
 @dataclass

@@ -142,7 +142,7 @@ def replay_batch(processor, cfg: GroundingConfig, i: int) -> dict:
     """Replay micro-batch i: `replay_examples` stage-0 own-state planning examples of one (task, level), train split.
 
     A generic grid of the puzzle's size, the task name, the gold state restated (unlabelled) and the
-    optimal plan (labelled) — the form the shipped base last trained on (pretrain.planning_draft,
+    optimal plan (labelled) — the shipped base's own-state form (pretrain.planning_draft,
     `own_state_image` "generic"). It shows no puzzle image and teaches no perception: what it keeps
     is planning from a state written in the response after an image. Without it, grounding cut the
     base's planning from a forced gold state after an image from 78.8 % to 56.8 % (MiniBehaviour

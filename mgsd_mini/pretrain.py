@@ -31,7 +31,7 @@ import torch
 
 import puzzles
 from mgsd_mini import generic_images, model as models, parallel, prompts
-from mgsd_mini.config import BaseConfig, ConfigError, save as save_config
+from mgsd_mini.config import TASKS, BaseConfig, ConfigError, save as save_config
 from mgsd_mini.data import IGNORE, collate, encode_sft, encode_sfts
 from mgsd_mini.evaluate import DEFAULT_LEVELS
 from mgsd_mini.sft import named_trainables, train_sft
@@ -154,14 +154,15 @@ def generic_image_draft(rng: random.Random, side: int) -> Draft:
 
 
 def task_levels(cfg: BaseConfig) -> list[tuple[str, int]]:
-    """(task, level) pairs to train on; each task gets the same share, split evenly over its levels."""
+    """(task, level) pairs to train on (make_batches splits each task's share evenly over its levels)."""
     return [(task, level) for task in cfg.tasks for level in DEFAULT_LEVELS[task]]
 
 
 def make_batches(processor, cfg: BaseConfig):
     """batches_fn(i) for the SFT loop: micro-batch i, a pure function of (cfg.seed, i)."""
     pairs = task_levels(cfg)
-    weights = [1 / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
+    share = dict(zip(TASKS, cfg.task_shares))
+    weights = [share[task] / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
 
     def batches_fn(i: int) -> dict:
         rng = random.Random(f"base|{cfg.seed}|{i}")

@@ -73,7 +73,7 @@ def make_optimizer(params: dict[str, torch.nn.Parameter], cfg) -> torch.optim.Ad
 def sft_loss_sum(model, batch: dict) -> tuple[torch.Tensor, int]:
     """(sum of next-token cross-entropy over labelled positions, number of labelled positions)."""
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits[:, :-1].float()
+    logits = model(**inputs, use_cache=False).logits[:, :-1].float()  # (no KV cache to fill in training)
     targets = batch["labels"][:, 1:]
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
     return loss, int((targets != -100).sum())

@@ -46,6 +46,11 @@ def mini_dir(tmp_path_factory, mini):
     return M.save(*mini, tmp_path_factory.mktemp("mini") / "model")
 
 
+# Stage-0 batches without images: no image-only steps, no image batches, no generic grid before the
+# own-state prompts (the default shows one there).
+TEXT_ONLY = {"vision_steps": 0, "image_frac": 0.0, "own_state_image": "none"}
+
+
 def test_base_batches_are_pure_in_the_index_and_train_split_only(mini):
     _, processor = mini
     cfg = config.resolve("base", "mini", {"batch_size": 3, "image_frac": 0.3})
@@ -65,9 +70,9 @@ def test_base_batches_are_pure_in_the_index_and_train_split_only(mini):
 
 def test_base_batches_start_with_image_only_steps(mini):
     _, processor = mini
-    cfg = config.resolve("base", "mini", {"batch_size": 2, "vision_steps": 3, "image_frac": 0.0})
-    batches = pretrain.make_batches(processor, cfg)
-    assert ["pixel_values" in batches(i) for i in range(5)] == [True, True, True, False, False]
+    cfg = config.resolve("base", "mini", {"batch_size": 2, "grad_accum": 2, **TEXT_ONLY, "vision_steps": 2})
+    batches = pretrain.make_batches(processor, cfg)  # (micro-batches; vision_steps counts optimizer steps)
+    assert ["pixel_values" in batches(i) for i in range(6)] == [True, True, True, True, False, False]
 
 
 def test_base_planning_example_labels_only_the_restated_state_and_plan(mini):
@@ -181,12 +186,25 @@ def test_question_examples_ask_about_the_state_text_and_label_the_answer_only(mi
 def test_question_frac_sets_the_share_of_question_batches_and_zero_keeps_the_old_data(mini):
     _, processor = mini
     def kinds(**kw):
-        cfg = config.resolve("base", "mini", {"batch_size": "2", "vision_steps": "0", "image_frac": "0", **kw})
+        cfg = config.resolve("base", "mini", {"batch_size": "2", **TEXT_ONLY, **kw})
         batches = pretrain.make_batches(processor, cfg)
         return [processor.tokenizer.decode(batches(i)["input_ids"][0]) for i in range(40)]
     share = sum("<answer>" not in text for text in kinds(question_frac="0.5")) / 40
     assert 0.25 <= share <= 0.75
     assert kinds(question_frac="0") == kinds()  # no random draw at 0: earlier bases' data unchanged
+
+
+def test_task_shares_weight_the_planning_batches(mini):
+    _, processor = mini
+    def tasks(shares):
+        cfg = config.resolve("base", "mini", {"batch_size": "1", **TEXT_ONLY, "task_shares": shares})
+        batches = pretrain.make_batches(processor, cfg)
+        return [processor.tokenizer.decode(batches(i)["input_ids"][0]).split("\n")[1].removesuffix("<|im_end|>")  # (own-state: the task alone)
+                for i in range(60)]
+    assert tasks("1,1,1") == tasks("2,2,2")  # only the ratio counts
+    assert tasks("0.01,10,0.01").count("maze") >= 55 and tasks("1,1,1").count("maze") <= 35
+    with pytest.raises(config.ConfigError, match="--task-shares"):
+        config.resolve("base", "mini", {"task_shares": "1,1"})
 
 
 def test_base_continue_from_trains_a_saved_model_further(tmp_path, mini_dir):
