@@ -52,6 +52,12 @@ class Optim:
     tasks: tuple[str, ...] = TASKS
 
 
+def check_per_task(flag: str, values: tuple, what: str, valid) -> None:
+    """Refuse a per-task option (one value per task, in TASKS order) without a valid value for each task."""
+    if len(values) != len(TASKS) or not all(valid(v) for v in values):
+        raise ConfigError(f"{flag} needs {what} for each of {','.join(TASKS)}, got {values}")
+
+
 @dataclass
 class BaseConfig(Optim):
     """Stage 0 (mini only): pretrain the mini model from scratch into a text planner with weak vision."""
@@ -115,8 +121,7 @@ class BaseConfig(Optim):
     task_shares: tuple[float, ...] = (1.0, 1.5, 1.0)
 
     def __post_init__(self):
-        if len(self.task_shares) != len(TASKS) or min(self.task_shares, default=0) <= 0:
-            raise ConfigError(f"--task-shares needs a positive share for each of {','.join(TASKS)}, got {self.task_shares}")
+        check_per_task("--task-shares", self.task_shares, "a positive share", lambda share: share > 0)
 
 
 @dataclass
@@ -180,8 +185,7 @@ class GroundingConfig(Optim):
     workers: int = 2
 
     def __post_init__(self):
-        if len(self.n_per_level_by_task) != len(TASKS) or min(self.n_per_level_by_task, default=0) < 1:
-            raise ConfigError(f"--n-per-level-by-task needs a count of at least 1 for each of {','.join(TASKS)}, got {self.n_per_level_by_task}")
+        check_per_task("--n-per-level-by-task", self.n_per_level_by_task, "a count of at least 1", lambda n: n >= 1)
         if not 0 <= self.rare_frac <= 1:
             raise ConfigError(f"--rare-frac must be in 0..1, got {self.rare_frac}")
 

@@ -161,8 +161,7 @@ def task_levels(cfg: BaseConfig) -> list[tuple[str, int]]:
 def make_batches(processor, cfg: BaseConfig):
     """batches_fn(i) for the SFT loop: micro-batch i, a pure function of (cfg.seed, i)."""
     pairs = task_levels(cfg)
-    share = dict(zip(TASKS, cfg.task_shares))
-    weights = [share[task] / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
+    weights = [cfg.task_shares[TASKS.index(task)] / len(DEFAULT_LEVELS[task]) for task, _ in pairs]
 
     def batches_fn(i: int) -> dict:
         rng = random.Random(f"base|{cfg.seed}|{i}")
